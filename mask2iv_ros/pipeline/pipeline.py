@@ -1,0 +1,393 @@
+"""Mask2IVPipeline: image + object mask (+ prompt or placement mask) -> mask trajectory -> video.
+
+Stage 1 (TT-Gen for a prompt, PT-Gen for a placement mask) samples the colour-coded mask
+trajectory, which is decoded by the VAE and snapped to the palette; stage 2 samples the video
+conditioned on the *snapped* trajectory re-encoded by the VAE. See docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..masks import (ACTOR, DEFAULT_PALETTE, OBJECT, MaskPalette, encode_masks, labels_to_rgb,
+                     palette_labels)
+from ..models.text_encoder import TextEncoder, load_text_encoder
+from ..models.unet import VideoUNet
+from ..models.vae import VideoVAE
+from . import conditioning, resize, validation
+from .sampling import StepInfo, denoise, dynamicrafter_scheduler
+
+MODEL_INDEX = "model_index.json"
+FORMAT_VERSION = 1
+UNET_COMPONENTS = {"text": "trajectory_unet_text", "position": "trajectory_unet_position"}
+CallbackFn = Callable[["Mask2IVPipeline", StepInfo], None]
+
+
+@dataclass
+class PipelineConfig:
+    """Settings stored in ``model_index.json`` next to the components."""
+
+    resolution: tuple[int, int] = (320, 512)   # (H, W) the models work at
+    num_frames: int = 16
+    fps: float = 8.0                           # playback rate of the generated frames
+    fs: int | None = None                      # frame-rate condition; None = each UNet's default_fs
+    palette: MaskPalette = DEFAULT_PALETTE
+    model_id: str = "mask2iv"
+    guidance_rescale: float = 0.7              # DynamiCrafter 512/1024 inference setting
+    # DDIM eta. DynamiCrafter's run.sh uses 1.0, but diffusers' DDIMScheduler with a zero-SNR
+    # schedule takes sqrt(1 - a_prev - sigma^2) of a slightly negative float32 at the first step
+    # (NaN) for eta > 0, so deterministic DDIM (0.0) is the default.
+    eta: float = 0.0
+    # DynamiCrafter's use_dynamic_rescale base_scale (0.7 in its 512/1024 configs): set it for
+    # models trained with x_start * s(t) (see sampling.dynamic_rescale_schedule); DDIM only.
+    dynamic_rescale: float | None = None
+
+    def __post_init__(self) -> None:
+        self.resolution = tuple(int(v) for v in self.resolution)  # type: ignore[assignment]
+        if isinstance(self.palette, dict):
+            self.palette = MaskPalette.from_dict(self.palette)
+        if len(self.resolution) != 2 or min(self.resolution) < 8:
+            raise ValueError(f"resolution: expected (H, W) >= 8, got {self.resolution}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta: expected a float in [0, 1], got {self.eta}")
+        if self.num_frames < 2:
+            raise ValueError(f"num_frames: expected >= 2, got {self.num_frames}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["resolution"] = list(self.resolution)
+        data["palette"] = self.palette.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{MODEL_INDEX} config: unknown keys {unknown}")
+        return cls(**data)
+
+
+@dataclass
+class Mask2IVOutput:
+    mask_trajectory: np.ndarray          # uint8 [T, H, W, 3], snapped to the palette
+    actor_masks: np.ndarray              # bool [T, H, W]
+    object_masks: np.ndarray             # bool [T, H, W]
+    video: np.ndarray | None             # uint8 [T, H, W, 3], None with trajectory_only
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    fps: float = 8.0
+    mode: str = "text"
+    seed: int | None = None
+
+
+def _to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> float ``[1, 3, T, H, W]`` in [-1, 1]."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return (video.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5) - 1.0
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """``[1, 3, T, H, W]`` in [-1, 1] -> uint8 ``[T, H, W, 3]`` (one device->host copy)."""
+    frames = ((video[0].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return frames.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def _aligned(module: torch.nn.Module) -> torch.nn.Module:
+    """Copy tensors that were assigned straight from a safetensors buffer into fresh storage.
+
+    ``load_state_dict(assign=True)`` keeps tensors at arbitrary offsets of the file buffer;
+    CPU GEMM kernels then take other (unaligned) paths and results differ in the last bits
+    from the same weights in fresh memory, which breaks bit-exact save/load round trips.
+    """
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.data_ptr() % 64:
+                tensor.data = tensor.data.clone()
+    return module
+
+
+class Mask2IVPipeline:
+    """Two-stage Mask2IV generation; components are plain ``nn.Module`` s and a diffusers scheduler."""
+
+    def __init__(self, vae: VideoVAE, text_encoder: TextEncoder | None,
+                 trajectory_unet_text: VideoUNet | None, trajectory_unet_position: VideoUNet | None,
+                 video_unet: VideoUNet | None, scheduler: Any = None,
+                 config: PipelineConfig | None = None) -> None:
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.trajectory_unet_text = trajectory_unet_text
+        self.trajectory_unet_position = trajectory_unet_position
+        self.video_unet = video_unet
+        self.scheduler = scheduler if scheduler is not None else dynamicrafter_scheduler()
+        self.config = config if config is not None else PipelineConfig()
+        self._interrupt = threading.Event()
+        self._check_components()
+        for module in self._modules().values():
+            module.eval()
+
+    @classmethod
+    def from_components(cls, vae: VideoVAE, text_encoder: TextEncoder | None = None,
+                        trajectory_unet_text: VideoUNet | None = None,
+                        trajectory_unet_position: VideoUNet | None = None,
+                        video_unet: VideoUNet | None = None, scheduler: Any = None,
+                        config: PipelineConfig | None = None) -> "Mask2IVPipeline":
+        """Build from in-memory components (e.g. after training); scheduler defaults to DDIM."""
+        return cls(vae, text_encoder, trajectory_unet_text, trajectory_unet_position, video_unet,
+                   scheduler, config)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(mode for mode, name in UNET_COMPONENTS.items() if getattr(self, name) is not None)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return tuple(self.config.resolution)  # type: ignore[return-value]
+
+    @property
+    def palette(self) -> MaskPalette:
+        return self.config.palette
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def _unets(self) -> dict[str, VideoUNet]:
+        names = (*UNET_COMPONENTS.values(), "video_unet")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        modules: dict[str, torch.nn.Module] = {"vae": self.vae, **self._unets()}
+        if self.text_encoder is not None:
+            modules["text_encoder"] = self.text_encoder
+        return modules
+
+    def to(self, device: str | torch.device | None = None,
+           dtype: torch.dtype | None = None) -> "Mask2IVPipeline":
+        for module in self._modules().values():
+            module.to(device=device, dtype=dtype)
+        return self
+
+    def interrupt(self) -> None:
+        """Thread-safe: the running call raises ``Mask2IVInterrupted`` before its next step.
+
+        Calls that start afterwards are not affected (each call clears the request).
+        """
+        self._interrupt.set()
+
+    def _check_components(self) -> None:
+        if not self.modes:
+            raise ValueError("trajectory_unet_text/trajectory_unet_position: expected at least one "
+                             "trajectory model, got neither")
+        h, w = self.resolution
+        latent_c = self.vae.latent_channels
+        for name, unet in self._unets().items():
+            cfg = unet.config
+            factor = self.vae.spatial_factor * 2 ** (len(cfg.channel_mult) - 1)
+            if h % factor or w % factor:
+                raise ValueError(f"config.resolution: {name} needs H and W divisible by {factor}, "
+                                 f"got {self.resolution}")
+            if cfg.in_channels != 3 * latent_c or cfg.out_channels != latent_c:
+                raise ValueError(f"{name}: expected in_channels {3 * latent_c} (noise, 2 latent "
+                                 f"conditions) and out_channels {latent_c}, got {cfg.in_channels}/"
+                                 f"{cfg.out_channels}")
+            if cfg.image_cross_attention:
+                raise ValueError(f"{name}: image cross-attention UNets need image context tokens, "
+                                 "which this pipeline does not produce; use image_cross_attention=False")
+            if cfg.context_dim is not None:
+                if self.text_encoder is None:
+                    raise ValueError(f"text_encoder: {name} has cross-attention (context_dim "
+                                     f"{cfg.context_dim}) and needs a text encoder, got None")
+                if self.text_encoder.embed_dim != cfg.context_dim:
+                    raise ValueError(f"text_encoder: embed_dim {self.text_encoder.embed_dim} does not "
+                                     f"match {name}.config.context_dim {cfg.context_dim}")
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write ``model_index.json`` + one sub-folder per component, atomically (temp + rename)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            index = {"_class_name": type(self).__name__, "format_version": FORMAT_VERSION,
+                     "config": self.config.to_dict(), "components": {}}
+            components = index["components"]
+            self.vae.save_pretrained(tmp / "vae")
+            components["vae"] = "VideoVAE"
+            if self.text_encoder is not None:
+                self.text_encoder.save_pretrained(tmp / "text_encoder")
+            components["text_encoder"] = None if self.text_encoder is None else \
+                self.text_encoder.type_name
+            for name in (*UNET_COMPONENTS.values(), "video_unet"):
+                unet = getattr(self, name)
+                if unet is not None:
+                    unet.save_pretrained(tmp / name)
+                components[name] = None if unet is None else "VideoUNet"
+            self.scheduler.save_pretrained(tmp / "scheduler")
+            components["scheduler"] = type(self.scheduler).__name__
+            (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+            old = None
+            if folder.exists():
+                old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+                folder.rename(old)
+            tmp.rename(folder)
+            if old is not None:
+                shutil.rmtree(old)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> "Mask2IVPipeline":
+        """Load a folder written by :meth:`save_pretrained` (local files, safetensors only)."""
+        import diffusers
+
+        folder = Path(folder)
+        if not (folder / MODEL_INDEX).is_file():
+            raise FileNotFoundError(f"folder: {folder} has no {MODEL_INDEX} (not a Mask2IV pipeline)")
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        if index.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder / MODEL_INDEX}: unsupported format_version "
+                             f"{index.get('format_version')!r}, expected {FORMAT_VERSION}")
+        components = index["components"]
+        device = torch.device(device)
+        unets = {name: _aligned(VideoUNet.from_pretrained(folder / name, device=device))
+                 if components.get(name) else None
+                 for name in (*UNET_COMPONENTS.values(), "video_unet")}
+        text_encoder = load_text_encoder(folder / "text_encoder") \
+            if components.get("text_encoder") else None
+        scheduler_class = getattr(diffusers, components["scheduler"], None)
+        if scheduler_class is None or not issubclass(scheduler_class, diffusers.SchedulerMixin):
+            raise ValueError(f"{folder / MODEL_INDEX}: unknown scheduler {components['scheduler']!r}")
+        pipe = cls(vae=VideoVAE.from_pretrained(folder / "vae"), text_encoder=text_encoder,
+                   scheduler=scheduler_class.from_pretrained(folder / "scheduler"),
+                   config=PipelineConfig.from_dict(index["config"]), **unets)
+        return pipe.to(device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------ generation
+    def _encode_prompts(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(prompt tokens, empty-prompt tokens), each ``[1, L, D]``; prompt tokens None without prompt."""
+        if self.text_encoder is None:
+            return None, None
+        tokens, _ = self.text_encoder.encode([prompt, ""] if prompt is not None else [""])
+        if prompt is None:
+            return None, tokens
+        return tokens[:1], tokens[1:]
+
+    def _sample(self, unet: VideoUNet, stage: str, condition: torch.Tensor,
+                uncond_condition: torch.Tensor | None, prompt_tokens: torch.Tensor | None,
+                empty_tokens: torch.Tensor | None, **kwargs: Any) -> torch.Tensor:
+        if unet.config.context_dim is None:
+            context = uncond_context = None
+        elif prompt_tokens is not None:
+            context, uncond_context = prompt_tokens, empty_tokens
+        else:  # no prompt: both branches see the empty prompt
+            context, uncond_context = empty_tokens, None
+        return denoise(unet, self.scheduler, condition, context, uncond_condition=uncond_condition,
+                       uncond_context=uncond_context, fs=self.config.fs, stage=stage,
+                       interrupt_event=self._interrupt, **kwargs)
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray, object_mask: np.ndarray, prompt: str | None = None,
+                 placement_mask: np.ndarray | None = None, actor_mask: np.ndarray | None = None,
+                 num_frames: int | None = None, num_inference_steps: int = 50,
+                 guidance_scale: float = 7.5, seed: int | None = 0, trajectory_only: bool = False,
+                 callback_on_step_end: CallbackFn | None = None, *,
+                 guidance_rescale: float | None = None, progress: bool = False) -> Mask2IVOutput:
+        """Generate the mask trajectory and (unless ``trajectory_only``) the video.
+
+        Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given.
+        ``guidance_rescale`` defaults to ``config.guidance_rescale``; ``seed=None`` draws one.
+        """
+        self._interrupt.clear()
+        inputs = validation.check_inputs(image, object_mask, prompt, placement_mask, actor_mask,
+                                         self.modes)
+        num_frames = validation.check_int("num_frames", self.config.num_frames
+                                          if num_frames is None else num_frames,
+                                          2, validation.MAX_FRAMES)
+        steps = validation.check_int("num_inference_steps", num_inference_steps, 1,
+                                     validation.MAX_INFERENCE_STEPS)
+        guidance_scale = validation.check_float("guidance_scale", guidance_scale, 0.0,
+                                                validation.MAX_GUIDANCE_SCALE)
+        guidance_rescale = validation.check_float(
+            "guidance_rescale", self.config.guidance_rescale if guidance_rescale is None
+            else guidance_rescale, 0.0, 1.0)
+        seed = validation.check_seed(seed)
+        if not trajectory_only and self.video_unet is None:
+            raise validation.Mask2IVInputError("trajectory_only: this checkpoint has no video "
+                                               "model; pass trajectory_only=True")
+
+        generator = torch.Generator("cpu")
+        seed = generator.seed() if seed is None else seed
+        generator.manual_seed(seed)
+        palette, device = self.palette, self.device
+        input_size = inputs.image.shape[:2]
+        model_image = resize.resize_image(inputs.image, self.resolution)
+        model_object = resize.resize_mask(inputs.object_mask, self.resolution)
+        model_actor = None if inputs.actor_mask is None else \
+            resize.resize_mask(inputs.actor_mask, self.resolution)
+
+        def on_step(info: StepInfo) -> None:
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, info)
+
+        sample_kwargs = dict(num_inference_steps=steps, guidance_scale=guidance_scale,
+                             guidance_rescale=guidance_rescale, eta=self.config.eta,
+                             dynamic_rescale=self.config.dynamic_rescale,
+                             generator=generator, on_step=on_step, progress=progress)
+        timings: dict[str, float] = {}
+
+        # ---- stage 1: mask trajectory
+        start = time.perf_counter()
+        frames = [model_image, encode_masks(model_object, model_actor, palette)]
+        if inputs.mode == "position":
+            model_placement = resize.resize_mask(inputs.placement_mask, self.resolution)
+            frames.append(encode_masks(model_placement, None, palette))
+        latents = self.vae.encode(_to_tensor(np.stack(frames), device))
+        image_latent, mask_latent = latents[:, :, 0:1], latents[:, :, 1:2]
+        prompt_tokens, empty_tokens = self._encode_prompts(inputs.prompt)
+        if inputs.mode == "text":
+            condition = conditioning.tt_condition(image_latent, mask_latent, num_frames)
+            uncond_condition = None
+        else:
+            condition = conditioning.pt_condition(image_latent, mask_latent, latents[:, :, 2:3],
+                                                  num_frames)
+            uncond_condition = conditioning.pt_condition(image_latent, mask_latent, None, num_frames)
+        unet = getattr(self, UNET_COMPONENTS[inputs.mode])
+        trajectory_latents = self._sample(unet, "trajectory", condition, uncond_condition,
+                                          prompt_tokens, empty_tokens, **sample_kwargs)
+        decoded = _to_uint8(self.vae.decode(trajectory_latents))
+        labels = palette_labels(decoded, palette)            # snap to the palette
+        timings["trajectory"] = time.perf_counter() - start
+
+        # ---- stage 2: video conditioned on the snapped trajectory
+        video = None
+        if not trajectory_only:
+            start = time.perf_counter()
+            snapped = labels_to_rgb(labels, palette)
+            trajectory_latents = self.vae.encode(_to_tensor(snapped, device))
+            condition = conditioning.video_condition(trajectory_latents, image_latent)
+            video_latents = self._sample(self.video_unet, "video", condition, None, prompt_tokens,
+                                         empty_tokens, **sample_kwargs)
+            video = resize.resize_video(_to_uint8(self.vae.decode(video_latents)), input_size)
+            timings["video"] = time.perf_counter() - start
+
+        labels = resize.resize_labels(labels, input_size)
+        return Mask2IVOutput(
+            mask_trajectory=labels_to_rgb(labels, palette), actor_masks=labels == ACTOR,
+            object_masks=labels == OBJECT, video=video, timings=timings, fps=self.config.fps,
+            mode=inputs.mode, seed=seed)

@@ -1,0 +1,197 @@
+"""The denoising loop shared by both stages: any diffusers scheduler, batched CFG, interrupts.
+
+Classifier-free guidance runs the conditional and unconditional branches as one batch of 2.
+The loop never reads device values back to the host (timesteps for callbacks come from a CPU
+copy made before the loop), so CUDA work queues up without synchronisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from diffusers import DDIMScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from tqdm.auto import tqdm
+
+from .conditioning import model_input
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What ``callback_on_step_end`` receives after each denoising step."""
+
+    stage: str          # "trajectory" | "video"
+    step: int           # 1-based
+    total_steps: int
+    timestep: int
+
+
+class Mask2IVInterrupted(RuntimeError):
+    """Raised inside a running pipeline call after :meth:`Mask2IVPipeline.interrupt`."""
+
+
+def dynamicrafter_scheduler() -> DDIMScheduler:
+    """DynamiCrafter's schedule in diffusers terms (docs/ARCHITECTURE.md)."""
+    return DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+        beta_schedule="scaled_linear", prediction_type="v_prediction",
+        rescale_betas_zero_snr=True, timestep_spacing="trailing", clip_sample=False,
+        set_alpha_to_one=True, steps_offset=0)
+
+
+def dynamic_rescale_schedule(base_scale: float = 0.7, turning_step: int = 400,
+                             num_train_timesteps: int = 1000) -> torch.Tensor:
+    """DynamiCrafter's ``scale_arr`` (``use_dynamic_rescale``): the factor ``s(t)`` by which
+    training multiplies the clean latent before noising at timestep ``t``.
+
+    ``s`` falls linearly from 1 to ``base_scale`` over the first ``turning_step`` timesteps and
+    stays at ``base_scale`` after. Training that reproduces DynamiCrafter computes
+    ``x_start * s[t]``; sampling undoes it (``denoise(dynamic_rescale=...)``).
+    """
+    ramp = torch.linspace(1.0, base_scale, turning_step, dtype=torch.float64)
+    return torch.cat([ramp, torch.full((num_train_timesteps,), base_scale, dtype=torch.float64)])
+
+
+def rescale_guidance(guided: torch.Tensor, conditional: torch.Tensor,
+                     guidance_rescale: float) -> torch.Tensor:
+    """Guidance rescale of Lin et al. 2023 (sec. 3.4), as in DynamiCrafter's DDIM sampler.
+
+    Matches the per-sample standard deviation of the guided prediction to the conditional one,
+    then mixes ``guidance_rescale`` of that with the plain guided prediction.
+    """
+    dims = list(range(1, guided.dim()))
+    # clamp: a constant guided prediction (e.g. a zero-initialised UNet) would give 0/0
+    guided_std = guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+    rescaled = guided * (conditional.std(dim=dims, keepdim=True) / guided_std)
+    return guidance_rescale * rescaled + (1.0 - guidance_rescale) * guided
+
+
+def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
+    """fp32 on CPU; CUDA autocast in bf16 where supported, else fp16."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None,
+                 eta: float) -> dict:
+    """Only pass ``eta``/``generator`` to schedulers whose ``step`` accepts them."""
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs = {}
+    if "eta" in accepted:
+        kwargs["eta"] = eta
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int],
+                                 base_scale: float | None) -> list[float] | None:
+    """Coefficients ``c_i`` with ``x_prev += c_i * pred_x0`` that turn diffusers' DDIM step into
+    DynamiCrafter's ``x_prev = sqrt(a_prev) * r * pred_x0 + dir_xt + noise``, where
+    ``r = s(t_prev) / s(t)`` (1 at the last step): ``c_i = sqrt(a_prev) * (r - 1)``.
+
+    ``t_prev`` and ``a_prev`` are taken exactly as ``DDIMScheduler.step`` takes them. Python
+    floats, so the loop reads nothing back from the device.
+    """
+    if base_scale is None:
+        return None
+    if not isinstance(scheduler, DDIMScheduler):
+        raise ValueError(f"dynamic_rescale: implemented for DDIMScheduler only, got "
+                         f"{type(scheduler).__name__}; set dynamic_rescale=None")
+    num_train = scheduler.config.num_train_timesteps
+    scale = dynamic_rescale_schedule(base_scale, num_train_timesteps=num_train)
+    alphas = scheduler.alphas_cumprod.double()
+    corrections = []
+    for t in timesteps:
+        t_prev = t - num_train // scheduler.num_inference_steps
+        if t_prev < 0:  # last step: DynamiCrafter's ratio is 1 there
+            corrections.append(0.0)
+            continue
+        ratio = float(scale[t_prev] / scale[t])
+        corrections.append(float(alphas[t_prev]) ** 0.5 * (ratio - 1.0))
+    return corrections
+
+
+def denoise(
+    unet: torch.nn.Module,
+    scheduler: SchedulerMixin,
+    condition: torch.Tensor,
+    context: torch.Tensor | None,
+    *,
+    uncond_condition: torch.Tensor | None = None,
+    uncond_context: torch.Tensor | None = None,
+    fs: int | None = None,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 7.5,
+    guidance_rescale: float = 0.0,
+    eta: float = 0.0,
+    dynamic_rescale: float | None = None,
+    generator: torch.Generator | None = None,
+    stage: str = "trajectory",
+    on_step: Callable[[StepInfo], None] | None = None,
+    interrupt_event: threading.Event | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Sample latents ``[B, out_channels, T, h, w]`` given the concat ``condition`` ``[B, C, T, h, w]``.
+
+    Guidance is on when ``guidance_scale != 1`` and an unconditional part differs from the
+    conditional one: ``uncond_condition``/``uncond_context`` replace ``condition``/``context``
+    in the unconditional branch (``None`` = same as conditional). The initial noise is drawn
+    on the CPU from ``generator`` so a seed gives the same start on every device.
+    ``dynamic_rescale`` (DynamiCrafter's ``base_scale``, 0.7 for its 512/1024 models) rescales
+    the predicted clean latent each step as DynamiCrafter's DDIM sampler does; DDIM only.
+    """
+    device = condition.device
+    batch, _, num_frames, height, width = condition.shape
+    out_channels = unet.config.out_channels
+    guided = guidance_scale != 1.0 and (uncond_condition is not None or uncond_context is not None)
+    if guided:
+        condition = torch.cat([condition, condition if uncond_condition is None else uncond_condition])
+        if context is not None:
+            context = torch.cat([context, context if uncond_context is None else uncond_context])
+    model_batch = condition.shape[0]
+
+    scheduler.set_timesteps(num_inference_steps)
+    timesteps = scheduler.timesteps
+    timestep_values = [int(t) for t in timesteps.tolist()]  # host copy for callbacks
+    model_timesteps = timesteps.to(device=device)
+    fs_tensor = None if fs is None else torch.full((model_batch,), fs, device=device, dtype=torch.long)
+    step_kwargs = _step_kwargs(scheduler, generator, eta)
+    x0_corrections = _dynamic_rescale_corrections(scheduler, timestep_values, dynamic_rescale)
+
+    noise = torch.randn((batch, out_channels, num_frames, height, width), generator=generator,
+                        dtype=torch.float32)
+    latents = noise.to(device) * scheduler.init_noise_sigma
+
+    total = len(timestep_values)
+    for index in tqdm(range(total), desc=stage, disable=not progress, leave=False):
+        if interrupt_event is not None and interrupt_event.is_set():
+            raise Mask2IVInterrupted(f"{stage} stage interrupted before step {index + 1}/{total}")
+        timestep = timesteps[index]
+        scaled = scheduler.scale_model_input(latents, timestep)
+        if guided:
+            scaled = torch.cat([scaled, scaled])
+        with autocast_context(device):
+            prediction = unet(model_input(scaled, condition),
+                              model_timesteps[index].expand(model_batch), context, fs_tensor)
+        prediction = prediction.float()
+        if guided:
+            conditional, unconditional = prediction.chunk(2)
+            prediction = unconditional + guidance_scale * (conditional - unconditional)
+            if guidance_rescale > 0.0:
+                prediction = rescale_guidance(prediction, conditional, guidance_rescale)
+        result = scheduler.step(prediction, timestep, latents, **step_kwargs)
+        latents = result.prev_sample
+        if x0_corrections and x0_corrections[index] != 0.0:
+            latents = latents + x0_corrections[index] * result.pred_original_sample
+        if on_step is not None:
+            on_step(StepInfo(stage=stage, step=index + 1, total_steps=total,
+                             timestep=timestep_values[index]))
+    return latents

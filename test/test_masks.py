@@ -1,0 +1,105 @@
+import cv2
+import numpy as np
+import pytest
+
+from mask2iv_ros.masks import (DEFAULT_PALETTE, MaskPalette, decode_mask_video, encode_mask_video,
+                               encode_masks, overlay_masks, palette_labels, snap_to_palette)
+
+
+def _masks(t=3, h=24, w=32):
+    """Object box moving right, actor box overlapping it on the left."""
+    obj = np.zeros((t, h, w), bool)
+    actor = np.zeros((t, h, w), bool)
+    for i in range(t):
+        obj[i, 8:16, 6 + 4 * i:14 + 4 * i] = True
+        actor[i, 4:12, 2 + 4 * i:9 + 4 * i] = True
+    return obj, actor
+
+
+def test_encode_colors_and_object_wins_overlap():
+    obj, actor = _masks()
+    rgb = encode_masks(obj[0], actor[0])
+    assert rgb.dtype == np.uint8 and rgb.shape == (24, 32, 3)
+    assert tuple(rgb[0, 0]) == DEFAULT_PALETTE.background
+    assert tuple(rgb[14, 10]) == DEFAULT_PALETTE.object
+    assert tuple(rgb[5, 3]) == DEFAULT_PALETTE.actor
+    overlap = obj[0] & actor[0]
+    assert overlap.any() and (rgb[overlap] == DEFAULT_PALETTE.object).all()
+
+
+def test_video_round_trip_exact():
+    obj, actor = _masks()
+    rgb = encode_mask_video(obj, actor)
+    assert rgb.shape == (3, 24, 32, 3)
+    decoded_actor, decoded_obj = decode_mask_video(rgb)
+    np.testing.assert_array_equal(decoded_obj, obj)
+    np.testing.assert_array_equal(decoded_actor, actor & ~obj)
+    # single frame and no actor
+    a, o = decode_mask_video(encode_masks(obj[1]))
+    np.testing.assert_array_equal(o, obj[1])
+    assert not a.any()
+
+
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+@pytest.mark.parametrize("drift", ["noise", "blur", "brighter", "darker_tinted", "float"])
+def test_decode_robust_to_vae_like_drift(drift):
+    obj, actor = _masks()
+    rgb = encode_mask_video(obj, actor).astype(np.float32)
+    rng = np.random.default_rng(0)
+    if drift == "noise":
+        rgb = rgb + rng.normal(0, 30, rgb.shape)
+    elif drift == "blur":
+        rgb = np.stack([cv2.GaussianBlur(f, (5, 5), 1.5) for f in rgb])
+    elif drift == "brighter":
+        rgb = rgb * 0.8 + 50
+    elif drift == "darker_tinted":
+        rgb = rgb * 0.7 + np.array([10, -5, 30])
+    if drift == "float":
+        rgb = rgb / 255.0 + rng.normal(0, 0.08, rgb.shape)  # float input is in [0, 1]
+    else:
+        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    decoded_actor, decoded_obj = decode_mask_video(rgb)
+    assert _iou(decoded_obj, obj) > 0.9
+    assert _iou(decoded_actor, actor & ~obj) > 0.85
+
+
+def test_snap_and_custom_palette():
+    palette = MaskPalette(background=(255, 255, 255), object=(0, 0, 255), actor=(255, 128, 0))
+    obj, actor = _masks()
+    rgb = encode_mask_video(obj, actor, palette)
+    noisy = np.clip(rgb.astype(int) + np.random.default_rng(1).integers(-40, 40, rgb.shape), 0, 255)
+    snapped = snap_to_palette(noisy.astype(np.uint8), palette)
+    np.testing.assert_array_equal(snapped, rgb)
+    assert MaskPalette.from_dict(palette.to_dict()) == palette
+
+
+def test_palette_and_input_errors():
+    with pytest.raises(ValueError, match="MaskPalette.object"):
+        MaskPalette(object=(300, 0, 0))
+    with pytest.raises(ValueError, match="must differ"):
+        MaskPalette(actor=(255, 0, 0))
+    with pytest.raises(ValueError, match="actor_mask"):
+        encode_masks(np.zeros((4, 4), bool), np.zeros((4, 5), bool))
+    with pytest.raises(ValueError, match="object_masks"):
+        encode_mask_video(np.zeros((4, 4), bool))
+    with pytest.raises(ValueError, match="rgb"):
+        palette_labels(np.zeros((4, 4), np.uint8))
+
+
+def test_overlay_tints_masks_and_keeps_background():
+    image = np.full((24, 32, 3), 100, np.uint8)
+    obj, actor = _masks()
+    out = overlay_masks(image, obj[0], actor[0], alpha=0.5, contours=False)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert tuple(out[0, 31]) == (100, 100, 100)            # untouched background
+    assert tuple(out[14, 10]) == (178, 50, 50)             # object: half red
+    assert tuple(out[5, 3]) == (50, 178, 50)               # actor: half green
+    with_contours = overlay_masks(image, obj[0], actor[0])
+    assert (with_contours != overlay_masks(image, obj[0], actor[0], contours=False)).any()
+    video = overlay_masks(np.repeat(image[None], 3, 0), obj, actor)
+    assert video.shape == (3, 24, 32, 3)
+    with pytest.raises(ValueError, match="matching image"):
+        overlay_masks(image, obj)
