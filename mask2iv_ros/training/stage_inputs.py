@@ -1,0 +1,163 @@
+"""Turns a dataset batch into what the denoiser is trained on, per stage.
+
+Stage 1 (trajectory): target = latents of the colour-coded mask video; concat = image latent +
+object-mask latent (TT-Gen) or first/last mask slots (PT-Gen), via
+:mod:`mask2iv_ros.pipeline.conditioning`. Stage 2 (video): target = latents of the RGB video;
+concat = latents of the (perturbed) ground-truth trajectory + image latent; loss weights from
+the contact map (eq. 1-2).
+
+Classifier-free guidance dropout follows the pipeline's unconditional branch: the empty prompt
+for TT-Gen and stage 2, no placement latent for PT-Gen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+
+from mask2iv_ros.data.augment import (contact_loss_weights, contact_map, downsample_weights,
+                                      random_dilate_erode)
+from mask2iv_ros.masks import encode_mask_video
+from mask2iv_ros.models.text_encoder import TextEncoder
+from mask2iv_ros.models.vae import VideoVAE
+from mask2iv_ros.pipeline.conditioning import pt_condition, tt_condition, video_condition
+
+from .config import TrainConfig
+
+STAGE1_KEYS = ("mask_video", "first_frame", "object_mask_rgb", "prompt")
+STAGE2_KEYS = ("video", "first_frame", "prompt", "actor_masks", "object_masks")
+
+
+@dataclass
+class DiffusionInputs:
+    latents: torch.Tensor                 # clean target latents [B, 4, T, h, w]
+    condition: torch.Tensor               # concat conditioning [B, 8, T, h, w]
+    context: torch.Tensor                 # cross-attention tokens [B, L, D]
+    fs: torch.Tensor                      # frame-rate condition [B]
+    loss_weights: Optional[torch.Tensor]  # [B, 1, T, h, w] or None (plain MSE)
+
+
+def uint8_video_to_tensor(video: np.ndarray) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> float ``[3, T, H, W]`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(video)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def _require(batch: Mapping[str, Any], keys: tuple[str, ...], stage: str) -> None:
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise KeyError(f"batch: stage {stage!r} needs keys {list(keys)}, missing {missing}")
+
+
+def _masks_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().astype(bool)
+    return np.asarray(value, dtype=bool)
+
+
+class StageInputs:
+    """Callable building :class:`DiffusionInputs` from a collated batch (frozen encoders)."""
+
+    def __init__(self, config: TrainConfig, vae: VideoVAE, text_encoder: TextEncoder,
+                 device: torch.device) -> None:
+        self.config = config
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.device = device
+
+    # ------------------------------------------------------------------ helpers
+    def _to_device(self, tensor: Any) -> torch.Tensor:
+        return torch.as_tensor(tensor).to(self.device, non_blocking=True).float()
+
+    def _encode(self, video: torch.Tensor, sample: bool = False,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return self.vae.encode(video, sample=sample, generator=generator).float()
+
+    def _encode_frames(self, *images: torch.Tensor) -> list[torch.Tensor]:
+        """Encode single images ``[B, 3, H, W]`` in one VAE call; latents ``[B, 4, 1, h, w]``."""
+        stacked = torch.cat([self._to_device(im) for im in images]).unsqueeze(2)
+        return list(self._encode(stacked).chunk(len(images)))
+
+    def _context(self, prompts: list[str], drop: np.ndarray) -> torch.Tensor:
+        prompts = ["" if d else p for p, d in zip(prompts, drop)]
+        tokens, _ = self.text_encoder.encode(prompts)
+        return tokens.float()
+
+    def _fs(self, batch: Mapping[str, Any], size: int) -> torch.Tensor:
+        fps = batch.get("fps")
+        if fps is None:
+            fps = torch.full((size,), float(self.config.data.fps))
+        return torch.as_tensor(fps).reshape(size).round().long().to(self.device)
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def __call__(self, batch: Mapping[str, Any], host_rng: np.random.Generator,
+                 generator: torch.Generator) -> DiffusionInputs:
+        if self.config.is_trajectory_stage:
+            return self._trajectory(batch, host_rng, generator)
+        return self._video(batch, host_rng, generator)
+
+    def _trajectory(self, batch, host_rng, generator) -> DiffusionInputs:
+        cfg = self.config
+        _require(batch, STAGE1_KEYS + (("placement_mask_rgb",) if cfg.stage ==
+                                       "trajectory_position" else ()), cfg.stage)
+        prompts = list(batch["prompt"])
+        size = len(prompts)
+        drop = host_rng.random(size) < cfg.diffusion.condition_dropout_prob
+        latents = self._encode(self._to_device(batch["mask_video"]), sample=True,
+                               generator=generator)
+        num_frames = latents.shape[2]
+        if cfg.stage == "trajectory_text":
+            image_latent, mask_latent = self._encode_frames(batch["first_frame"],
+                                                            batch["object_mask_rgb"])
+            condition = tt_condition(image_latent, mask_latent, num_frames)
+            context = self._context(prompts, drop)
+        else:
+            image_latent, mask_latent, placement_latent = self._encode_frames(
+                batch["first_frame"], batch["object_mask_rgb"], batch["placement_mask_rgb"])
+            # Dropped samples see a zero placement slot (pipeline's unconditional branch).
+            keep = torch.as_tensor(~drop, device=self.device).float().view(-1, 1, 1, 1, 1)
+            condition = pt_condition(image_latent, mask_latent, placement_latent * keep,
+                                     num_frames)
+            context = self._context([""] * size, np.zeros(size, dtype=bool))
+        return DiffusionInputs(latents, condition, context, self._fs(batch, size), None)
+
+    def _video(self, batch, host_rng, generator) -> DiffusionInputs:
+        cfg, s2 = self.config, self.config.stage2
+        _require(batch, STAGE2_KEYS, cfg.stage)
+        prompts = list(batch["prompt"])
+        size = len(prompts)
+        drop = host_rng.random(size) < cfg.diffusion.condition_dropout_prob
+        latents = self._encode(self._to_device(batch["video"]), sample=True, generator=generator)
+        (image_latent,) = self._encode_frames(batch["first_frame"])
+
+        actor_masks = _masks_numpy(batch["actor_masks"])
+        object_masks = _masks_numpy(batch["object_masks"])
+        if s2.control == "concat":
+            trajectories = []
+            for actor, obj in zip(actor_masks, object_masks):
+                if s2.trajectory_content == "actor_only":
+                    obj = np.zeros_like(obj)
+                if s2.random_dilate_erode:
+                    actor, obj = random_dilate_erode((actor, obj), p=s2.dilate_erode_prob,
+                                                     kernel_sizes=s2.dilate_erode_kernels,
+                                                     rng=host_rng)
+                trajectories.append(uint8_video_to_tensor(encode_mask_video(obj, actor)))
+            trajectory_latents = self._encode(self._to_device(torch.stack(trajectories)))
+        else:
+            # No trajectory control (DynamiCrafter-ft baseline): the channels carry zeros.
+            trajectory_latents = torch.zeros_like(latents)
+        condition = video_condition(trajectory_latents, image_latent)
+
+        weights = None
+        if s2.contact_loss_lambda != 1.0:
+            # Contact map from the unperturbed ground-truth masks: it marks where the real
+            # video's contact pixels are.
+            contact = contact_map(actor_masks, object_masks, s2.contact_dilation_kernel)
+            pixel_weights = contact_loss_weights(contact, s2.contact_loss_lambda)
+            weights = downsample_weights(pixel_weights, self.vae.spatial_factor, mode="max")
+            weights = weights.unsqueeze(1).to(self.device, non_blocking=True)
+        return DiffusionInputs(latents, condition, self._context(prompts, drop),
+                               self._fs(batch, size), weights)
