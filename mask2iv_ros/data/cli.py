@@ -31,6 +31,7 @@ def _make_synthetic_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="dataset root folder to write into")
     p.add_argument("--episodes", type=int, default=100, help="number of episodes (default 100)")
     p.add_argument("--frames", type=int, default=24, help="frames per episode (default 24)")
+    p.add_argument("--fps", type=float, default=5.0, help="recording rate in the timestamps (default 5, as BridgeData)")
     p.add_argument("--height", type=int, default=480, help="image height (default 480, as BridgeData)")
     p.add_argument("--width", type=int, default=640, help="image width (default 640, as BridgeData)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (episode i uses [seed, i])")
@@ -52,7 +53,7 @@ def make_synthetic_main(argv: Optional[List[str]] = None) -> int:
 
     args = _make_synthetic_parser().parse_args(argv)
     try:
-        cfg = SyntheticConfig(height=args.height, width=args.width, num_frames=args.frames,
+        cfg = SyntheticConfig(height=args.height, width=args.width, num_frames=args.frames, fps=args.fps,
                               min_objects=args.min_objects, max_objects=args.max_objects, actions=tuple(args.actions))
         paths = write_synthetic_dataset(args.output, args.episodes, seed=args.seed, config=cfg,
                                         progress=not args.quiet)

@@ -211,8 +211,7 @@ def save_examples(clips: Sequence[EvalClip], videos: Sequence[np.ndarray],
         panels = [("ground truth", clip.frames), ("generated", video)]
         if trajectories is not None:
             t = trajectories[k]
-            panels.append(("trajectory", overlay_masks(np.ascontiguousarray(clip.frames), t.object_masks,
-                                                       t.actor_masks)))
+            panels.append(("trajectory", overlay_masks(clip.frames, t.object_masks, t.actor_masks)))
         for r, (label, frames_array) in enumerate(panels):
             for c, index in enumerate(frames):
                 ax = axes[k * rows + r, c]

@@ -29,11 +29,13 @@ from ..masks import encode_mask_video
 from ..models.controlnet import ControlledVideoUNet, FixedHintUNet, VideoControlNet
 from ..pipeline import Mask2IVPipeline
 from ..pipeline.conditioning import video_condition
+from ..pipeline.sampling import denoise
+# Sub-folder of a pipeline checkpoint holding the stage-2 ControlNet branch of controlnet
+# variants (written by mask2iv-train with stage2.control=controlnet).
+from ..training.export import CONTROLNET_COMPONENT
 
 CONTROLS = ("concat", "none", "controlnet")
 TRAJECTORY_CONTENTS = ("actor_object", "actor_only")
-# Sub-folder of a pipeline checkpoint holding the stage-2 ControlNet branch of controlnet variants.
-CONTROLNET_COMPONENT = "video_controlnet"
 
 
 @dataclass(frozen=True)
@@ -175,11 +177,18 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
             unet = FixedHintUNet(ControlledVideoUNet(pipe.video_unet, controlnet), trajectory_latents)
     condition = video_condition(concat_latents, image_latent)
     generator = torch.Generator("cpu").manual_seed(seed)
-    prompt_tokens, empty_tokens = pipe._encode_prompts(prompt)
-    latents = pipe._sample(unet, "video", condition, None, prompt_tokens, empty_tokens,
-                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                           guidance_rescale=pipe.config.guidance_rescale, eta=pipe.config.eta,
-                           generator=generator, on_step=lambda info: None, progress=False)
+    # Guidance contrasts with the empty prompt (and the zero image where the UNet has image
+    # cross-attention), as the pipeline's stage 2 does.
+    frame = _to_tensor(image[None], device)[:, :, 0]
+    contexts = pipe.encode_context([prompt, prompt], frame.expand(2, -1, -1, -1),
+                                   unet=pipe.video_unet, drop_prompt=[False, True],
+                                   drop_image=[False, True])
+    context, uncond_context = (None, None) if contexts is None else contexts.chunk(2)
+    latents = denoise(unet, pipe.scheduler, condition, context, uncond_context=uncond_context,
+                      fs=pipe.config.fs, num_inference_steps=num_inference_steps,
+                      guidance_scale=guidance_scale, guidance_rescale=pipe.config.guidance_rescale,
+                      eta=pipe.config.eta, dynamic_rescale=pipe.config.dynamic_rescale,
+                      generator=generator, stage="video")
     decoded = pipe.vae.decode(latents)[0]
     return _unit_to_uint8(decoded.cpu())
 

@@ -33,8 +33,9 @@ import torch
 
 from .evaluate import (MetricSuite, build_suite, clip_trajectory_metrics, save_examples,
                        score_videos, summarize_trajectory_metrics, write_report)
-from .generation import (VideoControl, generate_videos, ground_truth_trajectories, load_controlnet,
-                         load_eval_clips, predict_trajectories)
+from .generation import (CONTROLNET_COMPONENT, VideoControl, generate_videos,
+                         ground_truth_trajectories, load_controlnet, load_eval_clips,
+                         predict_trajectories)
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,9 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
             skipped[variant] = reason
             logger.warning("variant %s not trained: %s", variant, reason)
             continue
-        if reuse and (variant_pipeline / "video_unet").is_dir():
+        trained_parts = ["video_unet"] + (
+            [CONTROLNET_COMPONENT] if video_control(variant).control == "controlnet" else [])
+        if reuse and all((variant_pipeline / part).is_dir() for part in trained_parts):
             continue
         # The stage-2 export lands next to the shared stage-1 model (same VAE / text encoder).
         if variant_pipeline.exists():

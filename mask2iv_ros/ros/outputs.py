@@ -1,0 +1,79 @@
+"""Messages the node publishes for one finished imagination.
+
+Every message carries the input image's stamp and frame_id (not the time the result was made), so
+outputs can be matched to their inputs and projected with the same camera model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from std_msgs.msg import Header
+
+from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, overlay_masks
+from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory
+from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
+from mask2iv_ros.ros.requests import ImagineRequest
+
+
+def input_header(request: ImagineRequest) -> Header:
+    return Header(stamp=request.stamp, frame_id=request.frame_id)
+
+
+def mask_trajectory_msg(
+    output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE
+) -> MaskTrajectory:
+    msg = MaskTrajectory(header=header, fps=float(fps))
+    msg.frames = [rgb_to_image_msg(frame, header) for frame in output.mask_trajectory]
+    msg.actor_masks = [mask_to_image_msg(mask, header) for mask in output.actor_masks]
+    msg.object_masks = [mask_to_image_msg(mask, header) for mask in output.object_masks]
+    msg.actor_color = list(palette.actor)
+    msg.object_color = list(palette.object)
+    msg.background_color = list(palette.background)
+    return msg
+
+
+def rollout_msg(
+    request: ImagineRequest,
+    output: Any,
+    trajectory: MaskTrajectory,
+    *,
+    fps: float,
+    model_id: str,
+    total_seconds: float,
+) -> ImaginedRollout:
+    header = trajectory.header
+    msg = ImaginedRollout(
+        header=header,
+        request_id=request.request_id,
+        input_stamp=header.stamp,
+        mask_trajectory=trajectory,
+        fps=float(fps),
+        mode=request.mode,
+        prompt=request.prompt,
+        num_frames=int(len(output.mask_trajectory)),
+        num_inference_steps=int(request.num_inference_steps),
+        guidance_scale=float(request.guidance_scale),
+        seed=int(request.seed),
+        model_id=model_id,
+        trajectory_seconds=float(output.timings.get("trajectory", 0.0)),
+        video_seconds=float(output.timings.get("video", 0.0)),
+        total_seconds=float(total_seconds),
+    )
+    if output.video is not None:
+        msg.video_frames = [rgb_to_image_msg(frame, header) for frame in output.video]
+    return msg
+
+
+def overlay_frames(image: np.ndarray, output: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
+    """uint8 [T, H, W, 3]: the predicted actor/object masks of each frame tinted onto the input image."""
+    # A real (contiguous, writable) copy per frame: OpenCV draws the contours in place.
+    frames = np.ascontiguousarray(np.broadcast_to(image, output.actor_masks.shape + (3,)))
+    return overlay_masks(frames, object_mask=output.object_masks, actor_mask=output.actor_masks, palette=palette)
+
+
+def output_fps(output: Any, fps_parameter: float) -> float:
+    """The `output_fps` parameter when set (> 0), else the model's own frame rate."""
+    model_fps: Optional[float] = getattr(output, "fps", None)
+    return float(fps_parameter) if fps_parameter > 0 else float(model_fps or 0.0)

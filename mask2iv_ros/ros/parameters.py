@@ -1,0 +1,132 @@
+"""The one source of `imagine_node` parameter defaults, descriptions and checks.
+
+`ImagineParameters` holds every parameter with its default; config/imagine.yaml mirrors it (a test
+checks that they agree). The node declares its parameters from this dataclass, so a parameter
+exists, with the same default, whether or not the YAML file is loaded. Importing this module does
+not import rclpy; only `declare_node_parameters` / `updated_parameters` touch rclpy objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+MODES = ("text", "position")
+TRIGGERS = ("each", "rate", "on_demand")
+BUSY_POLICIES = ("queue", "reject")
+TINY_RANDOM_MODEL = "tiny-random"
+_DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def _param(default: Any, description: str, read_only: bool = True) -> Any:
+    return field(default=default, metadata={"description": description, "read_only": read_only})
+
+
+@dataclass(frozen=True)
+class ImagineParameters:
+    # Model
+    model_path: str = _param(
+        "models/mask2iv",
+        "Mask2IV checkpoint folder (model_index.json + components). "
+        f"'{TINY_RANDOM_MODEL}' builds a tiny randomly initialised pipeline: for tests only, its outputs are noise.",
+    )
+    device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N.")
+    # Requests
+    mode: str = _param("text", "Default conditioning: 'text' (TT-Gen, prompt) or 'position' (PT-Gen, placement mask).")
+    trigger: str = _param(
+        "each",
+        "When topic inputs start a run: 'each' synchronized set, at most max_rate_hz ('rate', latest set), "
+        "or 'on_demand' (never; goals with an empty image use the latest synchronized set).",
+    )
+    max_rate_hz: float = _param(1.0, "Runs per second at most for trigger 'rate'.")
+    sync_queue_size: int = _param(10, "Approximate-time synchronizer: messages kept per input.")
+    sync_slop_s: float = _param(0.05, "Approximate-time synchronizer: largest stamp spread (s) within one set.")
+    max_input_age_s: float = _param(
+        5.0, "Inputs whose stamp is older than this (node clock, s) are refused; <= 0 disables.", read_only=False
+    )
+    busy_policy: str = _param(
+        "queue", "While a run is in progress: 'queue' new requests (up to max_queue) or 'reject' them.", read_only=False
+    )
+    max_queue: int = _param(4, "Requests waiting behind the running one, at most (busy_policy 'queue').", read_only=False)
+    # Sampling
+    num_frames: int = _param(0, "Frames to imagine; 0 = the model's default.", read_only=False)
+    num_inference_steps: int = _param(50, "Denoising steps per stage.", read_only=False)
+    guidance_scale: float = _param(7.5, "Classifier-free guidance scale.", read_only=False)
+    seed: int = _param(0, "Seed of the initial noise; negative = a random seed per run.", read_only=False)
+    publish_video: bool = _param(
+        True,
+        "Topic-triggered runs also generate the video (stage 2) and publish it frame by frame; "
+        "false = trajectory only. Goals choose with trajectory_only.",
+        read_only=False,
+    )
+    output_fps: float = _param(0.0, "Frame rate written into outputs; 0 = the model's own.", read_only=False)
+    # Topics (relative names resolve in the node's namespace)
+    image_topic: str = _param("camera/image", "Input camera image (sensor_msgs/Image).")
+    object_mask_topic: str = _param("object_mask", "Input mask of the object to act on (sensor_msgs/Image).")
+    placement_mask_topic: str = _param("placement_mask", "Input target placement mask, mode 'position'.")
+    prompt_topic: str = _param("prompt", "Input action description (std_msgs/String), latest value kept.")
+    mask_trajectory_topic: str = _param("imagination/mask_trajectory", "Output mask2iv_ros/MaskTrajectory.")
+    rollout_topic: str = _param("imagination/rollout", "Output mask2iv_ros/ImaginedRollout.")
+    overlay_topic: str = _param("imagination/overlay", "Output per-frame overlay of the masks on the input image.")
+    video_topic: str = _param("imagination/video", "Output per-frame imagined video (rgb8).")
+    action_name: str = _param("imagine", "Name of the mask2iv_ros/action/Imagine action server.")
+    # QoS: inputs are sensor data (best effort, keep last); outputs are reliable + transient local.
+    input_qos_depth: int = _param(5, "Keep-last depth of the best-effort input subscriptions.")
+    output_qos_depth: int = _param(1, "Keep-last depth of the MaskTrajectory / ImaginedRollout publishers.")
+    frame_stream_qos_depth: int = _param(16, "Keep-last depth of the per-frame overlay / video publishers.")
+
+    def validate(self) -> "ImagineParameters":
+        """Raise ValueError naming the first bad parameter; return self when all are valid."""
+        choices = {"mode": MODES, "trigger": TRIGGERS, "busy_policy": BUSY_POLICIES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not _DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if not self.model_path:
+            raise ValueError("model_path: expected a checkpoint folder or 'tiny-random', got an empty string")
+        positive = ("sync_queue_size", "num_inference_steps", "input_qos_depth", "output_qos_depth",
+                    "frame_stream_qos_depth")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        for name in ("max_queue", "num_frames"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)}")
+        if self.trigger == "rate" and not self.max_rate_hz > 0:
+            raise ValueError(f"max_rate_hz: expected > 0 with trigger 'rate', got {self.max_rate_hz}")
+        for name in ("sync_slop_s", "guidance_scale", "output_fps"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
+        for name in (f.name for f in dataclasses.fields(self)):
+            if (name.endswith("_topic") or name == "action_name") and not getattr(self, name):
+                raise ValueError(f"{name}: expected a topic name, got an empty string")
+        return self
+
+
+def defaults() -> dict[str, Any]:
+    """Parameter name -> default value, in declaration order."""
+    return {f.name: f.default for f in dataclasses.fields(ImagineParameters)}
+
+
+def declare_node_parameters(node: Any) -> ImagineParameters:
+    """Declare every parameter on `node` (with description, read-only flag) and return the values."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    values = {}
+    for f in dataclasses.fields(ImagineParameters):
+        descriptor = ParameterDescriptor(description=f.metadata["description"], read_only=f.metadata["read_only"])
+        values[f.name] = node.declare_parameter(f.name, f.default, descriptor).value
+    return ImagineParameters(**values).validate()
+
+
+def updated_parameters(current: ImagineParameters, changes: Iterable[Any]) -> ImagineParameters:
+    """`current` with rclpy `Parameter` changes applied and checked (raises ValueError if bad).
+
+    Parameters not owned by this dataclass (e.g. use_sim_time) are ignored.
+    """
+    own = {f.name for f in dataclasses.fields(ImagineParameters)}
+    updates = {p.name: p.value for p in changes if p.name in own}
+    return dataclasses.replace(current, **updates).validate()

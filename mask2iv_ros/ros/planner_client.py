@@ -1,0 +1,145 @@
+"""Planner-side client of the Imagine action: send a goal, follow its feedback, get the result.
+
+`ImagineClient` owns a node (in its own rclpy context unless given one) spun by an executor
+thread, so it can be used from plain, synchronous planner code; `imagine_once` is the one-call
+form. Images and masks may be NumPy arrays (RGB uint8 [H, W, 3], bool [H, W]) or sensor_msgs/Image.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from mask2iv_ros.action import Imagine
+from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
+
+
+class ImagineClient:
+    def __init__(self, action_name: str = "imagine", *, context: Any = None, node_name: str = "imagine_client"):
+        self._own_context = context is None
+        if self._own_context:
+            context = rclpy.Context()
+            rclpy.init(context=context)
+        self.context = context
+        self.node = rclpy.create_node(node_name, context=context)
+        self.action_client = ActionClient(self.node, Imagine, action_name)
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._executor.spin, name="imagine-client-spin", daemon=True)
+        self._spinner.start()
+
+    def wait_for_server(self, timeout_s: float = 30.0) -> bool:
+        return self.action_client.wait_for_server(timeout_sec=timeout_s)
+
+    def make_goal(
+        self,
+        image: Any,
+        object_mask: Any,
+        *,
+        mode: str = "",
+        prompt: str = "",
+        placement_mask: Any = None,
+        actor_mask: Any = None,
+        num_frames: int = 0,
+        num_inference_steps: int = 0,
+        guidance_scale: float = 0.0,
+        seed: int = -1,
+        trajectory_only: bool = False,
+        frame_id: str = "camera",
+    ) -> Any:
+        """An Imagine goal; arrays are stamped now (this node's clock) with `frame_id`."""
+        header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id=frame_id)
+
+        def as_image(value: Any, is_mask: bool) -> Image:
+            if value is None:
+                return Image()
+            if isinstance(value, Image):
+                return value
+            return mask_to_image_msg(value, header) if is_mask else rgb_to_image_msg(np.asarray(value), header)
+
+        return Imagine.Goal(
+            image=as_image(image, False),
+            object_mask=as_image(object_mask, True),
+            actor_mask=as_image(actor_mask, True),
+            mode=mode,
+            prompt=prompt,
+            placement_mask=as_image(placement_mask, True),
+            num_frames=num_frames,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            trajectory_only=trajectory_only,
+        )
+
+    def imagine(
+        self,
+        goal: Any,
+        *,
+        timeout_s: float = 600.0,
+        on_feedback: Optional[Callable[[Any], None]] = None,
+    ) -> Any:
+        """Send `goal` and wait for the Imagine result (status, error, rollout).
+
+        Raises RuntimeError if the node rejects the goal (busy), TimeoutError after `timeout_s`
+        (the goal is then cancelled).
+        """
+        deadline = time.monotonic() + timeout_s
+        callback = (lambda message: on_feedback(message.feedback)) if on_feedback is not None else None
+        goal_handle = self._wait(self.action_client.send_goal_async(goal, feedback_callback=callback), deadline)
+        if not goal_handle.accepted:
+            raise RuntimeError("imagine: the node rejected the goal (busy_policy 'reject' or its queue is full)")
+        try:
+            return self._wait(goal_handle.get_result_async(), deadline).result
+        except TimeoutError:
+            goal_handle.cancel_goal_async()
+            raise
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self._spinner.join(timeout=5.0)  # before destroying what the spin thread may be waiting on
+        self.action_client.destroy()
+        self.node.destroy_node()
+        if self._own_context:
+            rclpy.try_shutdown(context=self.context)
+
+    def __enter__(self) -> "ImagineClient":
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
+    @staticmethod
+    def _wait(future: Any, deadline: float) -> Any:
+        while not future.done():  # spun by the executor thread: only poll here
+            if time.monotonic() > deadline:
+                raise TimeoutError("imagine: no answer from imagine_node in time")
+            time.sleep(0.01)
+        return future.result()
+
+
+def imagine_once(
+    image: Any,
+    object_mask: Any,
+    *,
+    action_name: str = "imagine",
+    timeout_s: float = 600.0,
+    on_feedback: Optional[Callable[[Any], None]] = None,
+    **goal_fields: Any,
+) -> Any:
+    """One Imagine goal from a fresh client (its own rclpy context); returns the result.
+
+    `goal_fields`: mode, prompt, placement_mask, actor_mask, num_frames, num_inference_steps,
+    guidance_scale, seed, trajectory_only, frame_id (see `ImagineClient.make_goal`).
+    """
+    with ImagineClient(action_name) as client:
+        if not client.wait_for_server(min(timeout_s, 30.0)):
+            raise TimeoutError(f"imagine: no action server {client.node.resolve_topic_name(action_name)} found")
+        return client.imagine(client.make_goal(image, object_mask, **goal_fields), timeout_s=timeout_s, on_feedback=on_feedback)

@@ -1,0 +1,106 @@
+"""Helpers of the ROS tests: test images, waiting, and a harness running the node in threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+SIZE = (32, 48)  # (H, W) of test images: the tiny pipeline's own resolution
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def wait_future(future: Any, timeout_s: float = 20.0, what: str = "future") -> Any:
+    wait_for(future.done, timeout_s, what)
+    return future.result()
+
+
+def sample_image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=SIZE + (3,), dtype=np.uint8)
+
+
+def box_mask(top: int = 8, left: int = 10, size: int = 10) -> np.ndarray:
+    mask = np.zeros(SIZE, bool)
+    mask[top : top + size, left : left + size] = True
+    return mask
+
+
+class NodeHarness:
+    """An ImagineNode plus a client node, spun by one MultiThreadedExecutor in a thread."""
+
+    def __init__(self, context: Any, pipeline: Any, namespace: str, **parameters: Any):
+        import rclpy
+        from rclpy.action import ActionClient
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+
+        from mask2iv_ros.action import Imagine
+        from mask2iv_ros.ros.node import ImagineNode
+
+        self.namespace = namespace
+        parameters.setdefault("num_inference_steps", 2)  # topic-triggered runs: keep them quick
+        overrides = [Parameter(name, value=value) for name, value in parameters.items()]
+        self.node = ImagineNode(
+            pipeline=pipeline, model_id="tiny-test", context=context, namespace=namespace, parameter_overrides=overrides
+        )
+        self.client = rclpy.create_node("test_client", namespace=namespace, context=context)
+        self.action_client = ActionClient(self.client, Imagine, "imagine")
+        self.executor = MultiThreadedExecutor(num_threads=self.node.executor_threads() + 2, context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        assert self.action_client.wait_for_server(timeout_sec=10.0), "action server not discovered"
+
+    def now_stamp(self) -> Any:
+        return self.client.get_clock().now().to_msg()
+
+    def goal(self, image=None, object_mask=None, prompt="push the block to the left", stamp=None, **fields) -> Any:
+        from std_msgs.msg import Header
+
+        from mask2iv_ros.action import Imagine
+        from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
+
+        header = Header(stamp=stamp if stamp is not None else self.now_stamp(), frame_id="camera_optical")
+        goal = Imagine.Goal(prompt=prompt, num_inference_steps=2)
+        goal.image = rgb_to_image_msg(sample_image() if image is None else image, header)
+        goal.object_mask = mask_to_image_msg(box_mask() if object_mask is None else object_mask, header)
+        for name, value in fields.items():
+            setattr(goal, name, value)
+        return goal
+
+    def send(self, goal: Any, feedback: list | None = None) -> Any:
+        """Send a goal; returns the accepted/rejected goal handle."""
+        callback = (lambda msg: feedback.append(msg.feedback)) if feedback is not None else None
+        return wait_future(self.action_client.send_goal_async(goal, feedback_callback=callback), what="goal response")
+
+    def result(self, goal_handle: Any, timeout_s: float = 30.0) -> Any:
+        return wait_future(goal_handle.get_result_async(), timeout_s, "goal result").result
+
+    def subscribe(self, msg_type: Any, topic: str, depth: int = 50) -> list:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        received: list = []
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.client.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def close(self) -> None:
+        self.node.shutdown()
+        self.executor.shutdown()
+        self.thread.join(timeout=5.0)
+        self.action_client.destroy()
+        self.client.destroy_node()
+        self.node.destroy_node()

@@ -1,0 +1,124 @@
+"""The inference worker without ROS or a model: ordering, busy policy, cancel, failures."""
+
+import threading
+import time
+
+from mask2iv_ros.ros.inference_worker import InferenceJob, InferenceWorker, JobStatus
+
+
+class SteppedRun:
+    """A fake pipeline call: `steps` steps of `step_s` seconds, calling the step callback."""
+
+    def __init__(self, steps=3, step_s=0.01, error=None):
+        self.steps, self.step_s, self.error = steps, step_s, error
+        self.started = threading.Event()
+        self.steps_done = 0
+
+    def __call__(self, step_callback):
+        self.started.set()
+        for step in range(1, self.steps + 1):
+            time.sleep(self.step_s)
+            self.steps_done = step
+            step_callback(step)
+        if self.error is not None:
+            raise self.error
+        return f"output after {self.steps} steps"
+
+
+def job(name, run, log=None):
+    return InferenceJob(name, run, on_done=(lambda outcome: log.append((name, outcome.status))) if log is not None else None)
+
+
+def test_jobs_run_in_order_and_report_steps():
+    worker = InferenceWorker()
+    log, steps = [], []
+    first = InferenceJob("a", SteppedRun(), on_step=steps.append, on_done=lambda o: log.append(("a", o.status)))
+    second = job("b", SteppedRun(), log)
+    assert worker.submit(first, "queue", 4) and worker.submit(second, "queue", 4)
+    assert (first.jobs_ahead, second.jobs_ahead) in [(0, 1)]
+    assert second.wait(5) and first.done
+    assert log == [("a", JobStatus.SUCCEEDED), ("b", JobStatus.SUCCEEDED)]
+    assert steps == [1, 2, 3] and first.outcome.output == "output after 3 steps"
+    worker.shutdown()
+
+
+def test_queue_policy_limits_waiting_jobs():
+    worker = InferenceWorker()
+    running = SteppedRun(steps=50)
+    assert worker.submit(job("run", running), "queue", 1)
+    running.started.wait(5)
+    assert worker.submit(job("wait", SteppedRun()), "queue", 1)
+    assert not worker.can_accept("queue", 1)
+    assert not worker.submit(job("third", SteppedRun()), "queue", 1)
+    assert not worker.submit(job("third", SteppedRun()), "reject", 1)
+    worker.shutdown()
+
+
+def test_reject_policy_refuses_while_busy():
+    worker = InferenceWorker()
+    running = SteppedRun(steps=50)
+    assert worker.can_accept("reject", 0) and worker.submit(job("run", running), "reject", 0)
+    running.started.wait(5)
+    assert worker.busy and not worker.submit(job("other", SteppedRun()), "reject", 0)
+    worker.shutdown()
+
+
+def test_cancel_running_job_stops_within_one_step_and_next_job_runs():
+    interrupts = []
+    worker = InferenceWorker(interrupt=lambda: interrupts.append(True))
+    running, after = SteppedRun(steps=1000, step_s=0.005), SteppedRun()
+    first, second = job("run", running), job("after", after)
+    worker.submit(first, "queue", 4)
+    worker.submit(second, "queue", 4)
+    running.started.wait(5)
+    time.sleep(0.02)
+    steps_at_cancel = running.steps_done
+    worker.cancel(first)
+    assert first.wait(5) and first.outcome.status == JobStatus.CANCELED
+    assert running.steps_done <= steps_at_cancel + 1 and interrupts == [True]
+    assert second.wait(5) and second.outcome.status == JobStatus.SUCCEEDED
+    worker.shutdown()
+
+
+def test_cancel_waiting_job_completes_it_at_once():
+    worker = InferenceWorker()
+    running, waiting_run = SteppedRun(steps=50), SteppedRun()
+    worker.submit(job("run", running), "queue", 4)
+    waiting = job("wait", waiting_run)
+    worker.submit(waiting, "queue", 4)
+    worker.cancel(waiting)
+    assert waiting.done and waiting.outcome.status == JobStatus.CANCELED
+    worker.shutdown()
+    assert not waiting_run.started.is_set()
+
+
+def test_failures_map_to_statuses_and_worker_survives():
+    worker = InferenceWorker()
+    bad_input = job("bad", SteppedRun(error=ValueError("num_frames: expected <= 64, got 100")))
+    crash = job("crash", SteppedRun(error=RuntimeError("CUDA out of memory")))
+    fine = job("fine", SteppedRun())
+
+    def broken_on_done(outcome):
+        raise KeyError("publisher gone")
+
+    broken_outputs = InferenceJob("outputs", SteppedRun(), on_done=broken_on_done)
+    for j in (bad_input, crash, broken_outputs, fine):
+        worker.submit(j, "queue", 4)
+    assert fine.wait(5)
+    assert (bad_input.outcome.status, bad_input.outcome.error) == (JobStatus.INVALID_INPUT, "num_frames: expected <= 64, got 100")
+    assert crash.outcome.status == JobStatus.FAILED and "CUDA out of memory" in crash.outcome.error
+    assert broken_outputs.outcome.status == JobStatus.FAILED and "publisher gone" in broken_outputs.outcome.error
+    assert fine.outcome.status == JobStatus.SUCCEEDED
+    worker.shutdown()
+
+
+def test_shutdown_cancels_waiting_and_running_jobs():
+    worker = InferenceWorker()
+    running = SteppedRun(steps=10000, step_s=0.001)
+    first, second = job("run", running), job("wait", SteppedRun())
+    worker.submit(first, "queue", 4)
+    worker.submit(second, "queue", 4)
+    running.started.wait(5)
+    worker.shutdown()
+    assert first.outcome.status == second.outcome.status == JobStatus.CANCELED
+    assert not worker.submit(job("late", SteppedRun()), "queue", 4)

@@ -1,0 +1,25 @@
+"""Loading the served model: a saved checkpoint folder, the tiny test pipeline, a missing folder."""
+
+import pytest
+
+from mask2iv_ros.ros.model_loading import ModelNotFoundError, load_pipeline, model_id_of
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotFoundError, match=r"^model_path: no Mask2IV checkpoint at '.*nothing_here'.*tiny-random"):
+        load_pipeline(str(tmp_path / "nothing_here"), "cpu")
+
+
+def test_saved_checkpoint_loads_with_a_content_model_id(tmp_path, tiny_pipeline):
+    folder = tmp_path / "my_model"
+    tiny_pipeline.save_pretrained(folder)
+    pipeline, model_id = load_pipeline(str(folder), "cpu")
+    assert model_id.startswith("my_model@") and len(model_id.split("@")[1]) == 12
+    assert model_id == model_id_of(folder) and pipeline.modes == tiny_pipeline.modes
+    (folder / "model_index.json").write_text((folder / "model_index.json").read_text().replace("4.0", "5.0"))
+    assert model_id_of(folder) != model_id  # another configuration, another id
+
+
+def test_tiny_random_is_for_tests():
+    pipeline, model_id = load_pipeline("tiny-random", "cpu")
+    assert model_id.startswith("tiny-random:") and set(pipeline.modes) == {"text", "position"}

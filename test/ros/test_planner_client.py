@@ -1,0 +1,35 @@
+"""The planner-side client library against the node (arrays in, result out; busy -> RuntimeError)."""
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) is not installed")
+
+from ros_test_helpers import box_mask, sample_image, wait_for  # noqa: E402
+
+from mask2iv_ros.action import Imagine  # noqa: E402
+from mask2iv_ros.ros.planner_client import ImagineClient  # noqa: E402
+
+
+def test_client_sends_arrays_and_follows_feedback(start_node, ros_context):
+    h = start_node()
+    with ImagineClient(f"{h.namespace}/imagine", context=ros_context) as client:
+        assert client.wait_for_server(10.0)
+        feedback = []
+        goal = client.make_goal(sample_image(), box_mask(), prompt="push it", num_inference_steps=2,
+                                trajectory_only=True)
+        assert goal.image.encoding == "rgb8" and goal.placement_mask.width == 0
+        result = client.imagine(goal, timeout_s=30.0, on_feedback=feedback.append)
+        assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
+        assert [f.step for f in feedback] == [1, 2] and result.rollout.prompt == "push it"
+
+
+def test_client_raises_when_the_node_rejects(start_node, ros_context):
+    h = start_node(busy_policy="reject")
+    with ImagineClient(f"{h.namespace}/imagine", context=ros_context) as client:
+        assert client.wait_for_server(10.0)
+        feedback = []
+        running = h.send(h.goal(num_inference_steps=20, trajectory_only=True), feedback)
+        wait_for(lambda: feedback, 10.0, "a goal running")
+        with pytest.raises(RuntimeError, match="rejected the goal"):
+            client.imagine(client.make_goal(sample_image(), box_mask(), prompt="push"), timeout_s=10.0)
+        assert h.result(running).status == Imagine.Result.STATUS_SUCCEEDED
