@@ -165,13 +165,15 @@ def overlay_masks(image: Any, object_mask: Any = None, actor_mask: Any = None,
                              f"matching image, got {mask.shape}")
         out[mask] = (1.0 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
         masks.append((mask, color))
-    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    # astype keeps a strided input's memory layout; OpenCV draws only into C-contiguous
+    # frames (and the reshape below must be a view for the drawing to land in ``out``).
+    out = np.ascontiguousarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
     if contours:
         frames = out.reshape((-1,) + out.shape[-3:])
         for mask, color in masks:
             for frame, frame_mask in zip(frames, mask.reshape((-1,) + mask.shape[-2:])):
-                found, _ = cv2.findContours(frame_mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                            cv2.CHAIN_APPROX_SIMPLE)
+                found, _ = cv2.findContours(np.ascontiguousarray(frame_mask, dtype=np.uint8),
+                                            cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
                 cv2.drawContours(frame, found, -1, tuple(int(c) for c in color), 1)
         out = frames.reshape(out.shape)
     return out

@@ -103,3 +103,20 @@ def test_overlay_tints_masks_and_keeps_background():
     assert video.shape == (3, 24, 32, 3)
     with pytest.raises(ValueError, match="matching image"):
         overlay_masks(image, obj)
+
+
+def test_overlay_accepts_strided_views():
+    # Channels-first storage viewed as [T, H, W, 3] and masks viewed as [T, H, W]: neither is
+    # C-contiguous (as from a permuted tensor); the result must equal the contiguous case.
+    obj, actor = _masks()
+    frames = np.full((3, 3, 24, 32), 100, np.uint8).transpose(1, 2, 3, 0)
+    obj_view = np.ascontiguousarray(np.moveaxis(np.repeat(obj[:1], 3, 0), 0, -1)).transpose(2, 0, 1)
+    assert not frames.flags.c_contiguous and not obj_view.flags.c_contiguous
+    expected = overlay_masks(np.ascontiguousarray(frames), np.ascontiguousarray(obj_view),
+                             np.repeat(actor[:1], 3, 0))
+    out = overlay_masks(frames, obj_view, np.repeat(actor[:1], 3, 0))
+    assert np.array_equal(out, expected)
+    assert (out != overlay_masks(frames, obj_view, np.repeat(actor[:1], 3, 0), contours=False)).any()
+    reversed_rows = overlay_masks(frames[:, ::-1], obj_view[:, ::-1])  # negative strides
+    assert np.array_equal(reversed_rows, overlay_masks(np.ascontiguousarray(frames[:, ::-1]),
+                                                       np.ascontiguousarray(obj_view[:, ::-1])))

@@ -3,7 +3,8 @@
 Layout of ``<output_dir>/checkpoints/step_00000042/``::
 
     train_config.yaml         the run's resolved TrainConfig
-    model.safetensors         UNet state dict
+    model.safetensors         state dict of the trained module: the UNet, or with
+                              stage2.control=controlnet the UNet + branch (unet.* / controlnet.*)
     ema.safetensors           EMA shadow parameters (when EMA is on)
     optimizer.safetensors     every tensor of optimizer.state_dict()["state"], key "<param>/<name>"
     optimizer.json            param_groups + non-tensor per-parameter state
@@ -255,8 +256,9 @@ def load_checkpoint(
     model_state = load_file(str(folder / "model.safetensors"), device=str(device))
     missing, unexpected = model.load_state_dict(model_state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"resume: model.safetensors does not match the model: missing "
-                         f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+        raise ValueError(f"resume: {folder}/model.safetensors does not match the model: missing "
+                         f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}; was it written "
+                         "with other model / stage2.control settings (see its train_config.yaml)?")
 
     opt_tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
     opt_meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))

@@ -13,7 +13,8 @@ from torch import nn
 from mask2iv_ros.models import dynamicrafter
 from mask2iv_ros.models.text_encoder import (CLIPTextEncoder, MiniLMTextEncoder,
                                              OpenCLIPTextEncoder, TextEncoder, load_text_encoder)
-from mask2iv_ros.models.unet import VideoUNet
+from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
+from mask2iv_ros.models.unet import VideoUNet, temporal_attention_parameters
 from mask2iv_ros.models.unet_config import UNetConfig
 from mask2iv_ros.models.vae import VideoVAE, sd21_vae_config, tiny_vae_config
 
@@ -128,9 +129,26 @@ def _load_dynamicrafter(unet: VideoUNet, path: str) -> None:
                     len(dropped), dropped[0])
 
 
-def freeze_temporal_attention(unet: VideoUNet) -> list[str]:
-    """Stop gradients through every temporal transformer; returns the frozen parameter names."""
-    frozen = unet.temporal_attention_parameters()
+def build_denoiser(cfg: ModelConfig, unet: VideoUNet, controlnet: bool,
+                   hint_channels: int = 4) -> VideoUNet | ControlledVideoUNet:
+    """The module a run trains: ``unet`` alone, or ``unet`` + a ControlNet branch.
+
+    The branch starts as a copy of ``unet``'s encoder (after ``model.init_from`` was loaded)
+    with zero-initialised output convs, so at step 0 the controlled model equals ``unet``.
+    Its hint is the trajectory latent (``hint_channels`` = the VAE's latent channels).
+    """
+    if not controlnet:
+        return unet
+    branch = VideoControlNet.from_unet(unet, hint_channels=hint_channels)
+    if cfg.gradient_checkpointing:
+        branch.set_gradient_checkpointing(True)
+    return ControlledVideoUNet(unet, branch)
+
+
+def freeze_temporal_attention(model: nn.Module) -> list[str]:
+    """Stop gradients through every temporal transformer of ``model`` (a VideoUNet, or a
+    ControlledVideoUNet: its branch too); returns the frozen parameter names."""
+    frozen = temporal_attention_parameters(model)
     for param in frozen.values():
         param.requires_grad_(False)
     return sorted(frozen)

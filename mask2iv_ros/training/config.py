@@ -126,8 +126,10 @@ class Stage2Config:
     """Trajectory-conditioned video generation switches (the Table 2 ablation axes)."""
 
     # concat: trajectory latents concatenated with the noise (Mask2IV); none: no trajectory
-    # control (DynamiCrafter-ft baseline; the trajectory channels are fed zeros).
-    control: Literal["concat", "none"] = "concat"
+    # control (DynamiCrafter-ft baseline; the trajectory channels are fed zeros); controlnet:
+    # zeros in the trajectory channels, the trajectory latents go through a VideoControlNet
+    # branch trained together with the UNet (Table 2 "ControlNet", InterDyn-style baseline).
+    control: Literal["concat", "none", "controlnet"] = "concat"
     # actor_object: actor + object colors (Mask2IV); actor_only: object masks left out.
     trajectory_content: Literal["actor_object", "actor_only"] = "actor_object"
     random_dilate_erode: bool = True
@@ -195,6 +197,11 @@ class TrainConfig:
     @property
     def is_trajectory_stage(self) -> bool:
         return self.stage != "video"
+
+    @property
+    def uses_controlnet(self) -> bool:
+        """Stage 2 with the trajectory fed through a ControlNet branch."""
+        return self.stage == "video" and self.stage2.control == "controlnet"
 
     @property
     def resolved_export_dir(self) -> Path:

@@ -4,7 +4,8 @@ Stage 1 (trajectory): target = latents of the colour-coded mask video; concat = 
 object-mask latent (TT-Gen) or first/last mask slots (PT-Gen), via
 :mod:`mask2iv_ros.pipeline.conditioning`. Stage 2 (video): target = latents of the RGB video;
 concat = latents of the (perturbed) ground-truth trajectory + image latent; loss weights from
-the contact map (eq. 1-2).
+the contact map (eq. 1-2). With ``stage2.control: controlnet`` the trajectory latents become the
+ControlNet hint and the concat trajectory channels carry zeros (as with ``none``).
 
 Classifier-free guidance dropout follows the pipeline's unconditional branch: the empty prompt
 for TT-Gen and stage 2, no placement latent for PT-Gen.
@@ -38,6 +39,8 @@ class DiffusionInputs:
     context: torch.Tensor                 # cross-attention tokens [B, L, D]
     fs: torch.Tensor                      # frame-rate condition [B]
     loss_weights: Optional[torch.Tensor]  # [B, 1, T, h, w] or None (plain MSE)
+    # Trajectory latents [B, 4, T, h, w] for the ControlNet branch (stage2.control=controlnet).
+    control_hint: Optional[torch.Tensor] = None
 
 
 def uint8_video_to_tensor(video: np.ndarray) -> torch.Tensor:
@@ -135,7 +138,8 @@ class StageInputs:
 
         actor_masks = _masks_numpy(batch["actor_masks"])
         object_masks = _masks_numpy(batch["object_masks"])
-        if s2.control == "concat":
+        trajectory_latents = None
+        if s2.control in ("concat", "controlnet"):
             trajectories = []
             for actor, obj in zip(actor_masks, object_masks):
                 if s2.trajectory_content == "actor_only":
@@ -146,10 +150,13 @@ class StageInputs:
                                                      rng=host_rng)
                 trajectories.append(uint8_video_to_tensor(encode_mask_video(obj, actor)))
             trajectory_latents = self._encode(self._to_device(torch.stack(trajectories)))
+        if s2.control == "concat":
+            condition = video_condition(trajectory_latents, image_latent)
         else:
-            # No trajectory control (DynamiCrafter-ft baseline): the channels carry zeros.
-            trajectory_latents = torch.zeros_like(latents)
-        condition = video_condition(trajectory_latents, image_latent)
+            # none (DynamiCrafter-ft baseline) / controlnet (the trajectory enters through the
+            # branch instead): the concat trajectory channels carry zeros.
+            condition = video_condition(torch.zeros_like(latents), image_latent)
+        control_hint = trajectory_latents if s2.control == "controlnet" else None
 
         weights = None
         if s2.contact_loss_lambda != 1.0:
@@ -160,4 +167,4 @@ class StageInputs:
             weights = downsample_weights(pixel_weights, self.vae.spatial_factor, mode="max")
             weights = weights.unsqueeze(1).to(self.device, non_blocking=True)
         return DiffusionInputs(latents, condition, self._context(prompts, drop),
-                               self._fs(batch, size), weights)
+                               self._fs(batch, size), weights, control_hint)

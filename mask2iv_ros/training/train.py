@@ -11,6 +11,10 @@ Several GPUs (one process each; HF accelerate sets up the process group)::
 
 ``--resume`` continues from the newest complete checkpoint in ``<output_dir>/checkpoints``;
 ``--export`` only writes the UNet of the newest checkpoint into the pipeline folder.
+
+With ``stage2.control: controlnet`` the trained module is the UNet plus a ControlNet branch
+(:class:`~mask2iv_ros.models.controlnet.ControlledVideoUNet`): one optimizer, one EMA and one
+checkpoint ``model.safetensors`` cover both (keys ``unet.*`` / ``controlnet.*``).
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ from tqdm.auto import tqdm
 from mask2iv_ros.pipeline.conditioning import model_input
 
 from . import checkpoint as ckpt
-from .components import (build_noise_scheduler, build_text_encoder, build_unet, build_vae,
-                         freeze, freeze_temporal_attention)
+from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
+from mask2iv_ros.models.unet import VideoUNet
+
+from .components import (build_denoiser, build_noise_scheduler, build_text_encoder, build_unet,
+                         build_vae, freeze, freeze_temporal_attention)
 from .config import TrainConfig, load_config
 from .data_order import DataPosition, EpochIndexed, ResumableBatchSampler
 from .dataset import build_dataset, collate
 from .ema import ParameterEMA
-from .export import export_unet
+from .export import export_unet, sub_state
 from .losses import weighted_diffusion_loss
 from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import StageInputs
@@ -88,10 +95,12 @@ class Trainer:
 
         unet = build_unet(config.model, self.text_encoder, config.data.num_frames,
                           self.vae.latent_channels)
+        denoiser = build_denoiser(config.model, unet, config.uses_controlnet,
+                                  hint_channels=self.vae.latent_channels)
         self.frozen_names: list[str] = []
         if config.model.freeze_temporal_attention:
-            self.frozen_names = freeze_temporal_attention(unet)
-        trainable = [p for p in unet.parameters() if p.requires_grad]
+            self.frozen_names = freeze_temporal_attention(denoiser)
+        trainable = [p for p in denoiser.parameters() if p.requires_grad]
         optim = config.optim
         optimizer = torch.optim.AdamW(trainable, lr=optim.lr, betas=tuple(optim.betas),
                                       eps=optim.eps, weight_decay=optim.weight_decay)
@@ -100,9 +109,10 @@ class Trainer:
                                           num_training_steps=config.max_steps)
         # The LR scheduler is stepped here once per optimizer step (not prepared: accelerate
         # would step it once per process).
-        self.unet, self.optimizer = acc.prepare(unet, optimizer)
+        # ``denoiser`` is what the optimizer trains (DDP-wrapped on several GPUs).
+        self.denoiser, self.optimizer = acc.prepare(denoiser, optimizer)
         self.noise_scheduler = build_noise_scheduler(config.diffusion)
-        self.ema = ParameterEMA(acc.unwrap_model(self.unet), config.ema.decay,
+        self.ema = ParameterEMA(self.model, config.ema.decay,
                                 config.ema.warmup) if config.ema.enabled else None
         # Weights are built identically on every process (DDP also broadcasts rank 0's);
         # from here on each process draws its own dropout masks.
@@ -124,6 +134,23 @@ class Trainer:
         self.sampler = ResumableBatchSampler(len(self.dataset), optim.batch_size, config.seed,
                                              acc.process_index, acc.num_processes, self.position)
 
+    # ------------------------------------------------------------------ modules
+    @property
+    def model(self) -> VideoUNet | ControlledVideoUNet:
+        """The trained module without its DDP / autocast wrapper."""
+        return self.accelerator.unwrap_model(self.denoiser)
+
+    @property
+    def unet(self) -> VideoUNet:
+        model = self.model
+        return model.unet if isinstance(model, ControlledVideoUNet) else model
+
+    @property
+    def controlnet(self) -> Optional[VideoControlNet]:
+        """The ControlNet branch (``stage2.control: controlnet``), else None."""
+        model = self.model
+        return model.controlnet if isinstance(model, ControlledVideoUNet) else None
+
     # ------------------------------------------------------------------ checkpoints
     @property
     def generators(self) -> dict[str, Any]:
@@ -134,7 +161,7 @@ class Trainer:
         if folder is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.checkpoint_root}")
         state, ema_state = ckpt.load_checkpoint(
-            folder, self.accelerator, model=self.accelerator.unwrap_model(self.unet),
+            folder, self.accelerator, model=self.model,
             optimizer=self.optimizer, generators=self.generators)
         self.global_step = int(state["global_step"])
         self.position = DataPosition(**state["data_position"])
@@ -161,17 +188,24 @@ class Trainer:
         }
         return ckpt.save_checkpoint(
             self.checkpoint_root, self.global_step, self.accelerator,
-            config_yaml=self.config.to_yaml(), model=self.accelerator.unwrap_model(self.unet),
+            config_yaml=self.config.to_yaml(), model=self.model,
             optimizer=self.optimizer, trainer_state=state, generators=self.generators,
             ema_state=self.ema.state_dict() if self.ema is not None else None,
             keep_last=self.config.keep_last_checkpoints)
 
     def export(self) -> Path:
-        """Write the trained (EMA if configured) UNet into the pipeline folder (main process)."""
+        """Write the trained (EMA if configured) UNet, and the ControlNet branch if any, into
+        the pipeline folder (main process)."""
         folder = self.config.resolved_export_dir
         if self.accelerator.is_main_process:
-            export_unet(self.config, self.accelerator.unwrap_model(self.unet), self.vae,
-                        self.text_encoder, ema=self.ema if self.config.ema.export_ema else None)
+            ema_state = self.ema.state_dict() \
+                if self.ema is not None and self.config.ema.export_ema else None
+            if self.controlnet is None:
+                export_unet(self.config, self.unet, self.vae, self.text_encoder, ema_state)
+            else:
+                export_unet(self.config, self.unet, self.vae, self.text_encoder,
+                            sub_state(ema_state, "unet."), controlnet=self.controlnet,
+                            controlnet_ema_state=sub_state(ema_state, "controlnet."))
         self.accelerator.wait_for_everyone()
         return folder
 
@@ -188,8 +222,9 @@ class Trainer:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        prediction = self.unet(model_input(noisy, inputs.condition), timesteps,
-                               context=inputs.context, fs=inputs.fs)
+        hint = {} if inputs.control_hint is None else {"control_hint": inputs.control_hint}
+        prediction = self.denoiser(model_input(noisy, inputs.condition), timesteps,
+                                   context=inputs.context, fs=inputs.fs, **hint)
         return weighted_diffusion_loss(prediction, target, inputs.loss_weights)
 
     def _batches(self):
@@ -206,27 +241,27 @@ class Trainer:
     def train_step(self, batches) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """One optimizer step over ``gradient_accumulation_steps`` micro-batches."""
         acc, accum = self.accelerator, self.config.optim.gradient_accumulation_steps
-        self.unet.train()
+        self.denoiser.train()
         step_loss = torch.zeros((), device=self.device)
         for micro in range(accum):
             batch = next(batches)
             self.position = self.sampler.advance(self.position)
             # Gradients are all-reduced only on the last micro-batch.
             sync = micro == accum - 1
-            with acc.no_sync(self.unet) if not sync else contextlib.nullcontext():
+            with acc.no_sync(self.denoiser) if not sync else contextlib.nullcontext():
                 loss = self._loss(batch)
                 acc.backward(loss / accum)
             step_loss += loss.detach() / accum
         grad_norm = None
         if self.config.optim.max_grad_norm > 0:
             grad_norm = acc.clip_grad_norm_(
-                [p for p in self.unet.parameters() if p.requires_grad],
+                [p for p in self.denoiser.parameters() if p.requires_grad],
                 self.config.optim.max_grad_norm)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(acc.unwrap_model(self.unet))
+            self.ema.update(self.model)
         self.global_step += 1
         return step_loss, grad_norm
 

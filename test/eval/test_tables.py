@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from mask2iv_ros.eval.evaluate import MetricSuite
+from mask2iv_ros.models.controlnet import VideoControlNet
 from mask2iv_ros.eval.tables import (STAGE2_VARIANTS, TABLE1, TABLE2, check_overrides, markdown_table,
                                      override_args, reproduce_tables, run_overrides)
 
@@ -23,11 +24,7 @@ def test_variants_map_onto_the_training_config(tmp_path):
 
     for name, overrides in STAGE2_VARIANTS.items():
         args = [*run_overrides(str(tmp_path / "data"), tmp_path / "run", tmp_path / "pipe", 7), *override_args(overrides)]
-        reason = check_overrides(STAGE2_CONFIG, args)
-        if reason is not None:
-            # Only the ControlNet branch may still be missing on the training side.
-            assert overrides["stage2.control"] == "controlnet" and "stage2.control" in reason
-            continue
+        assert check_overrides(STAGE2_CONFIG, args) is None, name
         config = load_config(STAGE2_CONFIG, args)
         assert config.max_steps == 7 and config.stage == "video"
         for key, value in overrides.items():
@@ -62,6 +59,8 @@ def test_reproduce_tables_with_stub_training(tmp_path, synthetic_root, tiny_pipe
             torch.manual_seed(len(calls))
             torch.nn.init.normal_(tiny_pipe.video_unet.out[-1].weight, std=0.05)
             tiny_pipe.save_pretrained(export)
+            if values["stage2.control"] == "controlnet":  # the branch mask2iv-train exports
+                VideoControlNet.from_unet(tiny_pipe.video_unet).save_pretrained(export / "video_controlnet")
 
     out = tmp_path / "tables"
     results = reproduce_tables(synthetic_root, out, steps=3, stage1_config=STAGE1_CONFIG,
@@ -72,8 +71,8 @@ def test_reproduce_tables_with_stub_training(tmp_path, synthetic_root, tiny_pipe
     assert trained[0] == "stage1"
     assert sorted(trained[1:]) == sorted(set(trained[1:]))            # each variant trained once
     assert all(values["max_steps"] == "3" for _, values in calls)      # same budget
-    expected = set(STAGE2_VARIANTS) - set(results["skipped"])
-    assert set(trained[1:]) == expected
+    assert not results["skipped"]
+    assert set(trained[1:]) == set(STAGE2_VARIANTS)
     for name in ("table1.md", "table2.md", "table1.png", "table2.png", "stage1_trajectories.md", "results.json"):
         assert (out / name).stat().st_size > 0, name
     table1 = (out / "table1.md").read_text()

@@ -58,13 +58,3 @@ def test_launch_file_compiles():
     source = (ROOT / "launch" / "imagine.launch.py").read_text()
     assert "generate_launch_description" in source
     assert re.search(r"executable\s*=\s*['\"]imagine_node['\"]", source)
-
-
-def test_launch_file_runs_under_launch_testing():
-    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; runs only on a full ROS 2 install")
-    import launch  # noqa: F401
-    spec = importlib.util.spec_from_file_location("imagine_launch", ROOT / "launch" / "imagine.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    assert description.entities

@@ -41,8 +41,10 @@ def test_overrides_are_typed_and_nested(tmp_path):
     config = load_config(path, ["optim.lr=3e-5", "stage2.control=none", "ema.enabled=true",
                                 "stage2.dilate_erode_kernels=[3, 5]"])
     assert config.optim.lr == pytest.approx(3e-5)
-    assert config.stage2.control == "none"
+    assert config.stage2.control == "none" and not config.uses_controlnet
     assert config.ema.enabled is True
+    assert load_config(path, ["stage2.control=controlnet"]).uses_controlnet
+    assert not load_config(path, ["stage=trajectory_text", "stage2.control=controlnet"]).uses_controlnet
     assert config.stage2.dilate_erode_kernels == [3, 5]
     # apply_overrides leaves its input untouched
     data = {"optim": {"lr": 1.0}}
@@ -57,6 +59,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ({}, ["data.height=321"], "data.height: expected a multiple of 8"),
     ({}, ["optim.batch_size=two"], "optim.batch_size: expected an integer"),
     ({}, ["ema.enabled=maybe"], "ema.enabled: expected true or false"),
+    ({}, ["stage2.control=adapter"], "stage2.control: expected one of .*'controlnet'"),
     ({}, ["stage2.dilate_erode_kernels=[4]"], "stage2.dilate_erode_kernels"),
     ({}, ["model.vae.pth=x"], "model.vae.pth: unknown config key"),
     ({}, ["optim"], "--override: expected key=value"),
