@@ -4,23 +4,63 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
 from torch import nn
 
 from mask2iv_ros.models import dynamicrafter
+from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
+from mask2iv_ros.models.image_encoder import (CLIPVisionEncoder, ImageEncoder,
+                                              OpenCLIPImageEncoder, load_image_encoder)
+from mask2iv_ros.models.resampler import Resampler, ResamplerConfig
 from mask2iv_ros.models.text_encoder import (CLIPTextEncoder, MiniLMTextEncoder,
                                              OpenCLIPTextEncoder, TextEncoder, load_text_encoder)
-from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
 from mask2iv_ros.models.unet import VideoUNet, temporal_attention_parameters
 from mask2iv_ros.models.unet_config import UNetConfig
 from mask2iv_ros.models.vae import VideoVAE, sd21_vae_config, tiny_vae_config
+from mask2iv_ros.models.weights import module_from_state_dict
 
-from .config import DiffusionConfig, ModelConfig, TextEncoderConfig, VAEConfig
+from .config import DiffusionConfig, ImageEncoderConfig, ModelConfig, TextEncoderConfig, VAEConfig
 
 logger = logging.getLogger(__name__)
+# Tensors of DynamiCrafter's image cross-attention inside the UNet (key suffixes); the only ones
+# ``model.init_from`` may leave unused, and only by a UNet built without image cross-attention.
+IMAGE_ATTENTION_SUFFIXES = (".to_k_ip.weight", ".to_v_ip.weight", ".alpha")
+
+
+class CheckpointReader:
+    """Reads each local DynamiCrafter checkpoint once while a run's networks are built (the UNet,
+    Resampler and image encoder of ``model.init_from`` come from one file); drop it afterwards."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
+
+    def components(self, path: str, key: str) -> dict[str, dict[str, torch.Tensor]]:
+        """``{component: state dict without prefix}`` of the file (dynamicrafter.split_components);
+        ``key`` is the config key that named the file (for errors)."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{key}: no DynamiCrafter checkpoint file at {path}")
+        if path not in self._parts:
+            self._parts[path] = dynamicrafter.split_components(dynamicrafter.read_checkpoint(path))
+        return self._parts[path]
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                     key: str, source: str, what: str) -> None:
+    """Strict match of ``state`` against a module's ``expected`` state dict: same names, same
+    shapes; the error names the config ``key``, the file and a few offending tensors."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{key}: {source} does not match the {what}: {len(missing)} tensors "
+                         f"missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. "
+                         f"{unexpected[:3]}); does the model config match the checkpoint?")
+    for name, value in expected.items():
+        if state[name].shape != value.shape:
+            raise ValueError(f"{key}: {name} has shape {tuple(state[name].shape)} in {source}, "
+                             f"the {what} expects {tuple(value.shape)}")
 
 def build_vae(cfg: VAEConfig) -> VideoVAE:
     """A diffusers AutoencoderKL folder, a DynamiCrafter checkpoint file (its first_stage_model),
@@ -88,45 +128,137 @@ def unet_config(cfg: ModelConfig, text_encoder: TextEncoder, num_frames: int,
     return UNetConfig.dynamicrafter_512(**overrides)
 
 
+def check_image_branch(cfg: ModelConfig, config: UNetConfig) -> None:
+    """A UNet with image cross-attention needs ``model.image_encoder``, and only such a UNet."""
+    has_encoder = cfg.image_encoder.type != "none"
+    if config.image_cross_attention and not has_encoder:
+        raise ValueError("model.image_encoder.type: expected an image encoder (clip_vision, "
+                         "open_clip, folder or clip_tiny) because the UNet has image "
+                         "cross-attention (model.unet.image_cross_attention, true in the "
+                         f"{cfg.unet_preset} preset), got 'none'; or set "
+                         "model.unet.image_cross_attention: false")
+    if has_encoder and not config.image_cross_attention:
+        raise ValueError(f"model.image_encoder.type: expected 'none' because "
+                         f"model.unet.image_cross_attention is false (the UNet would not see "
+                         f"the image tokens), got {cfg.image_encoder.type!r}")
+
+
 def build_unet(cfg: ModelConfig, text_encoder: TextEncoder, num_frames: int,
-               latent_channels: int = 4) -> VideoUNet:
+               latent_channels: int = 4,
+               checkpoints: Optional[CheckpointReader] = None) -> VideoUNet:
     config = unet_config(cfg, text_encoder, num_frames, latent_channels)
-    if config.image_cross_attention:
-        raise ValueError("model.unet.image_cross_attention: the trainer feeds text tokens only "
-                         "(no CLIP image tokens); set it to false")
+    check_image_branch(cfg, config)
     unet = VideoUNet(config)
     if cfg.init_from:
-        _load_dynamicrafter(unet, cfg.init_from)
+        _load_dynamicrafter(unet, cfg.init_from, checkpoints or CheckpointReader())
     if cfg.gradient_checkpointing:
         unet.set_gradient_checkpointing(True)
     return unet
 
 
-def _load_dynamicrafter(unet: VideoUNet, path: str) -> None:
+def _load_dynamicrafter(unet: VideoUNet, path: str, checkpoints: CheckpointReader) -> None:
     """Copy DynamiCrafter's UNet weights into ``unet`` (extra input channels start at zero).
 
-    Checkpoint tensors the UNet has no place for are dropped with a log line: DynamiCrafter's
-    image cross-attention projections (``to_k_ip``/``to_v_ip``, ``image_cross_attention``
-    scales) when the UNet is built without image cross-attention. Missing tensors are an error.
+    Strict: every UNet tensor must come from the checkpoint with its shape, and every checkpoint
+    UNet tensor must be used, with one exception: a UNet built without image cross-attention
+    drops DynamiCrafter's image-attention projections (``to_k_ip``/``to_v_ip``, learnable
+    ``alpha``), with a log line.
     """
-    state = dynamicrafter.split_components(dynamicrafter.read_checkpoint(path))["unet"]
+    state = checkpoints.components(path, "model.init_from")["unet"]
     if not state:
         raise ValueError(f"model.init_from: no {dynamicrafter.UNET_PREFIX!r} keys in {path}")
     state = dynamicrafter.expand_input_channels(state, unet.config.in_channels)
     expected = unet.state_dict()
-    dropped = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
-    if missing:
-        raise ValueError(f"model.init_from: {path} lacks {len(missing)} UNet tensors, e.g. "
-                         f"{missing[:3]}; does model.unet match the checkpoint?")
-    for key in expected:
-        if state[key].shape != expected[key].shape:
-            raise ValueError(f"model.init_from: {key} has shape {tuple(state[key].shape)} in "
-                             f"{path}, the UNet expects {tuple(expected[key].shape)}")
-    unet.load_state_dict({k: state[k] for k in expected}, strict=True)
+    dropped = []
+    if not unet.config.image_cross_attention:
+        dropped = sorted(k for k in set(state) - set(expected)
+                         if k.endswith(IMAGE_ATTENTION_SUFFIXES))
+        state = {k: v for k, v in state.items() if k not in set(dropped)}
+    check_state_dict(expected, state, "model.init_from", path, "UNet")
+    unet.load_state_dict(state, strict=True)
     if dropped:
-        logger.info("model.init_from: %d checkpoint tensors unused by this UNet (e.g. %s)",
-                    len(dropped), dropped[0])
+        logger.info("model.init_from: %d image cross-attention tensors unused by this UNet "
+                    "(model.unet.image_cross_attention is false), e.g. %s", len(dropped),
+                    dropped[0])
+
+
+def build_image_encoder(cfg: ModelConfig,
+                        checkpoints: Optional[CheckpointReader] = None) -> Optional[ImageEncoder]:
+    """The frozen CLIP image embedder of the image branch (None for ``type: none``).
+
+    ``clip_vision`` with a checkpoint file (default ``model.init_from``) converts DynamiCrafter's
+    ``embedder.*`` (OpenCLIP ViT-H-14 visual tower) to a transformers ``CLIPVisionModel``.
+    """
+    enc: ImageEncoderConfig = cfg.image_encoder
+    if enc.type == "none":
+        return None
+    if enc.type == "clip_tiny":
+        logger.warning("model.image_encoder.type is clip_tiny: a random CLIP vision model")
+        return CLIPVisionEncoder.tiny(hidden_size=enc.hidden_size, image_size=enc.image_size,
+                                      patch_size=enc.patch_size, seed=enc.seed)
+    if enc.type == "folder":
+        return load_image_encoder(enc.path)
+    if enc.type == "open_clip":
+        return OpenCLIPImageEncoder(arch=enc.arch, path=enc.path)
+    key, source = ("model.image_encoder.path", enc.path) if enc.path else \
+        ("model.init_from", cfg.init_from)
+    if Path(source).is_dir():
+        return CLIPVisionEncoder.from_path(source)
+    embedder = (checkpoints or CheckpointReader()).components(source, key)["image_encoder"]
+    prefixed = {dynamicrafter.IMAGE_ENCODER_PREFIX + k: v for k, v in embedder.items()}
+    try:
+        return dynamicrafter.load_dynamicrafter_image_encoder(prefixed, head_width=enc.head_width)
+    except ValueError as error:
+        raise ValueError(f"{key}: {source}: DynamiCrafter image encoder (embedder.*): "
+                         f"{error}") from error
+
+
+def resampler_config(cfg: ModelConfig, unet: UNetConfig, image_encoder: ImageEncoder,
+                     num_frames: int) -> ResamplerConfig:
+    """``model.image_projection`` sizes + the derived ones: ``num_queries`` = the UNet's image
+    tokens per frame, ``embedding_dim`` = the encoder width, ``output_dim`` = the context width,
+    ``video_length`` = the number of frames (per-frame queries)."""
+    proj = cfg.image_projection
+    return ResamplerConfig(
+        dim=proj.dim, depth=proj.depth, dim_head=proj.dim_head, heads=proj.heads,
+        num_queries=unet.image_tokens_per_frame, embedding_dim=int(image_encoder.embed_dim),
+        output_dim=int(unet.context_dim), ff_mult=proj.ff_mult,
+        video_length=num_frames if proj.per_frame_queries else None)
+
+
+def build_image_projection(cfg: ModelConfig, unet: UNetConfig, image_encoder: ImageEncoder,
+                           num_frames: int,
+                           checkpoints: Optional[CheckpointReader] = None) -> Resampler:
+    """DynamiCrafter's ``image_proj_model``: from ``model.image_projection.path`` (a Resampler
+    folder or a DynamiCrafter checkpoint), else ``model.init_from``'s ``image_proj_model.*``,
+    else randomly initialised (global torch RNG, like the UNet). Trainable unless
+    ``model.image_projection.trainable`` is false."""
+    config = resampler_config(cfg, unet, image_encoder, num_frames)
+    key, source = ("model.image_projection.path", cfg.image_projection.path) \
+        if cfg.image_projection.path else ("model.init_from", cfg.init_from)
+    if source is None:
+        logger.warning("model.image_projection: no path and no model.init_from: a randomly "
+                       "initialised Resampler")
+        resampler = Resampler(config)
+    elif Path(source).is_dir():
+        resampler = Resampler.from_pretrained(source)
+        have = resampler.config
+        for name in ("num_queries", "embedding_dim", "output_dim", "video_length"):
+            if getattr(have, name) != getattr(config, name):
+                raise ValueError(f"{key}: the Resampler in {source} has {name} "
+                                 f"{getattr(have, name)}, this run needs {getattr(config, name)} "
+                                 "(UNet image tokens per frame / image encoder width / context "
+                                 "width / data.num_frames)")
+    else:
+        state = (checkpoints or CheckpointReader()).components(source, key)["image_proj_model"]
+        if not state:
+            raise ValueError(f"{key}: no {dynamicrafter.IMAGE_PROJ_PREFIX!r} keys in {source}")
+        with torch.device("meta"):
+            expected = Resampler(config).state_dict()
+        check_state_dict(expected, state, key, source, "Resampler (model.image_projection)")
+        resampler = module_from_state_dict(lambda: Resampler(config), state)
+    resampler.train().requires_grad_(cfg.image_projection.trainable)
+    return resampler
 
 
 def build_denoiser(cfg: ModelConfig, unet: VideoUNet, controlnet: bool,

@@ -88,6 +88,56 @@ class TextEncoderConfig:
 
 
 @dataclass
+class ImageEncoderConfig:
+    """The frozen CLIP image embedder of DynamiCrafter's image cross-attention branch
+    (mask2iv_ros.models.image_encoder); only with ``model.unet.image_cross_attention: true``."""
+
+    # none: no image branch. clip_vision: transformers CLIPVisionModel, ``path`` = a local
+    # CLIPVisionModel folder, or a DynamiCrafter checkpoint file whose ``embedder.*`` (OpenCLIP
+    # ViT-H-14 visual tower) is converted; null = the ``embedder.*`` of ``model.init_from``.
+    # open_clip: the open_clip visual tower, ``path`` = an OpenCLIP weights file (needs the
+    # optional open_clip package). folder: an image-encoder component folder (a pipeline's
+    # image_encoder/). clip_tiny: random 2-layer CLIP vision model (tests).
+    type: Literal["none", "clip_vision", "open_clip", "folder", "clip_tiny"] = "none"
+    path: Optional[str] = None
+    arch: str = "ViT-H-14"
+    # Attention head width of a converted DynamiCrafter embedder (not visible in its weights'
+    # shapes): 80 for OpenCLIP ViT-H-14.
+    head_width: int = 80
+    # clip_tiny sizes: hidden_size-wide tokens, (image_size / patch_size)^2 + 1 of them.
+    hidden_size: int = 32
+    image_size: int = 32
+    patch_size: int = 8
+    seed: int = 0
+
+
+@dataclass
+class ImageProjectionConfig:
+    """DynamiCrafter's ``image_proj_model`` (Resampler, mask2iv_ros.models.resampler): CLIP image
+    tokens -> ``model.unet.image_tokens_per_frame`` context tokens per frame.
+
+    Sizes default to DynamiCrafter 512's ``image_proj_stage_config``; ``num_queries`` (= the
+    UNet's image_tokens_per_frame), ``embedding_dim`` (= the image encoder's width),
+    ``output_dim`` (= the UNet's context_dim) and ``video_length`` (= data.num_frames) are derived.
+    """
+
+    # A DynamiCrafter checkpoint file (its image_proj_model.*) or a Resampler folder (a
+    # pipeline's image_projection/); null = the image_proj_model.* of model.init_from, or a
+    # random initialisation without init_from.
+    path: Optional[str] = None
+    # DynamiCrafter fine-tuning trains image_proj_model with the UNet (image_proj_model_trainable).
+    trainable: bool = True
+    dim: int = 1024
+    depth: int = 4
+    dim_head: int = 64
+    heads: int = 12
+    ff_mult: int = 4
+    # true: num_queries learned queries per frame (DynamiCrafter, video_length = num_frames);
+    # false: one set of queries shared by all frames.
+    per_frame_queries: bool = True
+
+
+@dataclass
 class ModelConfig:
     """Networks: the trained UNet and the frozen VAE / text encoder."""
 
@@ -95,11 +145,16 @@ class ModelConfig:
     # context_dim, text_context_len and temporal_length are derived (VAE, text encoder, data).
     unet_preset: Literal["dynamicrafter_512", "tiny"] = "dynamicrafter_512"
     unet: dict = field(default_factory=dict)
-    # Local DynamiCrafter checkpoint (model.ckpt / *.safetensors) to initialise the UNet from;
-    # input channels beyond DynamiCrafter's 8 start at zero.
+    # Local DynamiCrafter checkpoint (model.ckpt / *.safetensors) to initialise the UNet from
+    # (strictly: with image_cross_attention its to_k_ip/to_v_ip too); input channels beyond
+    # DynamiCrafter's 8 start at zero. Also the default source of the image branch's
+    # Resampler (image_proj_model.*) and image encoder (embedder.*).
     init_from: Optional[str] = None
     vae: VAEConfig = field(default_factory=VAEConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    # Image cross-attention branch (needs model.unet.image_cross_attention: true).
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    image_projection: ImageProjectionConfig = field(default_factory=ImageProjectionConfig)
     # Freeze temporal attention (the paper's stage 1 keeps DynamiCrafter's motion prior).
     freeze_temporal_attention: bool = True
     gradient_checkpointing: bool = False
@@ -117,7 +172,9 @@ class DiffusionConfig:
     rescale_betas_zero_snr: bool = True
     # Classifier-free guidance: probability of training on the unconditional input that the
     # pipeline's guidance contrasts with (mask2iv_ros.pipeline.conditioning): the empty prompt for
-    # TT-Gen and stage 2, no placement latent (zero last slot) for PT-Gen. DynamiCrafter: 0.05.
+    # TT-Gen and stage 2, no placement latent (zero last slot) for PT-Gen. DynamiCrafter's
+    # uncond_prob: 0.05. With the image branch, DynamiCrafter's three bands of this width: the
+    # condition alone, condition + image (all-zero image), the image alone (stage_inputs.py).
     condition_dropout_prob: float = 0.05
 
 
@@ -204,6 +261,11 @@ class TrainConfig:
         return self.stage == "video" and self.stage2.control == "controlnet"
 
     @property
+    def uses_image_branch(self) -> bool:
+        """The UNet also attends to CLIP image tokens of the first frame (model.image_encoder)."""
+        return self.model.image_encoder.type != "none"
+
+    @property
     def resolved_export_dir(self) -> Path:
         return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "pipeline"
 
@@ -260,6 +322,32 @@ class TrainConfig:
         k = self.stage2.contact_dilation_kernel
         require(k > 0 and k % 2 == 1, "stage2.contact_dilation_kernel", "an odd positive int", k)
         require(0.0 < self.ema.decay < 1.0, "ema.decay", "a float in (0, 1)", self.ema.decay)
+        self._validate_image_branch(require)
+
+    def _validate_image_branch(self, require) -> None:
+        # Whether the UNet has image cross-attention depends on its preset; that pairing is
+        # checked when the networks are built (components.check_image_branch).
+        model = self.model
+        encoder, projection = model.image_encoder, model.image_projection
+        if encoder.type == "none":
+            return
+        if encoder.type == "open_clip" or encoder.type == "folder":
+            require(bool(encoder.path), "model.image_encoder.path",
+                    "a local OpenCLIP weights file" if encoder.type == "open_clip"
+                    else "an image-encoder component folder", encoder.path)
+        if encoder.type == "clip_vision":
+            require(bool(encoder.path or model.init_from), "model.image_encoder.path",
+                    "a CLIPVisionModel folder or DynamiCrafter checkpoint file (or set "
+                    "model.init_from to use its embedder.*)", encoder.path)
+        if encoder.type == "clip_tiny":
+            for key in ("hidden_size", "image_size", "patch_size"):
+                value = getattr(encoder, key)
+                require(value > 0, f"model.image_encoder.{key}", "a positive integer", value)
+            require(encoder.image_size % encoder.patch_size == 0, "model.image_encoder.image_size",
+                    f"a multiple of patch_size {encoder.patch_size}", encoder.image_size)
+        for key in ("dim", "depth", "dim_head", "heads", "ff_mult"):
+            value = getattr(projection, key)
+            require(value > 0, f"model.image_projection.{key}", "a positive integer", value)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:

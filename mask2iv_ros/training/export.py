@@ -6,6 +6,15 @@ components already there are kept. The pipeline needs at least one trajectory mo
 a stage-2 export into a folder without one only writes ``video_unet/``; the next stage-1 export
 into that folder picks it up and writes the complete pipeline.
 
+A run with the image cross-attention branch also writes the pipeline's ``image_encoder/`` (the
+frozen CLIP embedder) and ``image_projection/`` (the Resampler it trained, EMA weights when
+exported); ``Mask2IVPipeline.from_pretrained`` then runs the UNet with its image tokens. The
+pipeline holds one Resampler for all its UNets while DynamiCrafter-style fine-tuning trains one
+per run, so each image-branch component also keeps the Resampler it was trained with in
+``<component>/image_projection/``; the shared one is the latest run's, and the export warns
+about components that were trained with another one. The image encoder must be the same for
+all runs exporting into a folder.
+
 A stage-2 run with ``stage2.control: controlnet`` also writes its branch to
 ``video_controlnet/`` (``VideoControlNet.save_pretrained``; evaluation loads it from there). It
 belongs to that ``video_unet``: a later stage-2 export without a branch removes it, a stage-1
@@ -26,6 +35,8 @@ from diffusers import DDIMScheduler
 from torch import nn
 
 from mask2iv_ros.models.controlnet import VideoControlNet
+from mask2iv_ros.models.image_encoder import ImageEncoder, load_image_encoder
+from mask2iv_ros.models.resampler import Resampler
 from mask2iv_ros.models.text_encoder import TextEncoder
 from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.models.vae import VideoVAE
@@ -38,6 +49,9 @@ UNET_NAMES = (*UNET_COMPONENTS.values(), "video_unet")
 # Sub-folder holding the stage-2 ControlNet branch (mask2iv_ros.eval.generation loads it).
 CONTROLNET_COMPONENT = "video_controlnet"
 TRAINING_INFO = "training.json"
+# Inside a UNet component folder: the Resampler that UNet was trained with (image branch).
+TRAINED_PROJECTION = "image_projection"
+IMAGE_ENCODER = "image_encoder"  # the pipeline's component folder
 
 EMAState = Optional[Mapping[str, torch.Tensor]]
 
@@ -75,6 +89,13 @@ def cpu_controlnet_copy(controlnet: VideoControlNet, ema_state: EMAState = None)
     return _cpu_copy_of(controlnet, empty, ema_state)
 
 
+def cpu_resampler_copy(resampler: Resampler, ema_state: EMAState = None) -> Resampler:
+    """fp32 CPU copy of the image branch's Resampler, with the EMA weights substituted."""
+    with torch.device("meta"):
+        empty = Resampler(resampler.config)
+    return _cpu_copy_of(resampler, empty, ema_state)
+
+
 def _cpu_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module).to("cpu", torch.float32).eval()
 
@@ -99,6 +120,35 @@ def _check_same_encoders(folder: Path, pipe: Mask2IVPipeline, vae: VideoVAE,
                          "than this run (model.text_encoder); export into another folder")
 
 
+def _check_same_image_encoder(folder: Path, existing: Optional[ImageEncoder],
+                              image_encoder: Optional[ImageEncoder]) -> None:
+    """UNets trained on another CLIP embedder's tokens cannot share this run's."""
+    if existing is None or image_encoder is None:
+        return
+    if existing.to_config() != image_encoder.to_config() or \
+            not _same_weights(existing, image_encoder):
+        raise ValueError(f"export_dir: the pipeline in {folder} uses a different image encoder "
+                         "than this run (model.image_encoder); export into another folder")
+
+
+def _trained_projections(folder: Path, names) -> dict[str, Resampler]:
+    """The Resamplers other image-branch components of ``folder`` were trained with."""
+    return {name: Resampler.from_pretrained(folder / name / TRAINED_PROJECTION)
+            for name in names if (folder / name / TRAINED_PROJECTION / "config.json").is_file()}
+
+
+def _warn_foreign_projections(shared: Resampler, trained: Mapping[str, Resampler],
+                              unets: Mapping[str, VideoUNet], folder: Path) -> None:
+    """``unets``: the folder's other components."""
+    others = [name for name, unet in unets.items() if unet.config.image_cross_attention
+              and not (name in trained and _same_weights(trained[name], shared))]
+    if others:
+        logger.warning("export: %s now shares this run's image_projection (Resampler) with %s, "
+                       "which %s trained with another one (kept in <component>/%s/); the "
+                       "pipeline has one Resampler for all UNets", folder, ", ".join(others),
+                       "was" if len(others) == 1 else "were", TRAINED_PROJECTION)
+
+
 def sampling_scheduler(config: TrainConfig):
     """The pipeline's DDIM scheduler with this run's training schedule."""
     d = config.diffusion
@@ -118,15 +168,29 @@ def _write_controlnet(folder: Path, controlnet: Optional[VideoControlNet]) -> No
 
 def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encoder: TextEncoder,
                 ema_state: EMAState = None, controlnet: Optional[VideoControlNet] = None,
-                controlnet_ema_state: EMAState = None) -> Path:
+                controlnet_ema_state: EMAState = None,
+                image_encoder: Optional[ImageEncoder] = None,
+                image_projection: Optional[Resampler] = None,
+                image_projection_ema_state: EMAState = None) -> Path:
     """Write ``unet`` as ``config.component`` into the export folder (and ``controlnet``, the
-    stage-2 branch, as ``video_controlnet/``); ``*ema_state`` replace the trained parameters."""
+    stage-2 branch, as ``video_controlnet/``; ``image_encoder`` + ``image_projection``, the
+    image branch, as ``image_encoder/`` + ``image_projection/``); ``*ema_state`` replace the
+    trained parameters."""
     folder = config.resolved_export_dir
     component = config.component
     if controlnet is not None and component != "video_unet":
         raise ValueError(f"controlnet: only a stage-2 (video) run has a ControlNet branch, this "
                          f"run trains {component}")
+    if unet.config.image_cross_attention != (image_projection is not None) or \
+            (image_encoder is None) != (image_projection is None):
+        raise ValueError("image_encoder/image_projection: expected both for a UNet with image "
+                         "cross-attention and neither otherwise, got "
+                         f"{type(image_encoder).__name__}/{type(image_projection).__name__} for "
+                         f"image_cross_attention={unet.config.image_cross_attention}")
     trained = cpu_unet_copy(unet, ema_state)
+    projection = None if image_projection is None else \
+        cpu_resampler_copy(image_projection, image_projection_ema_state)
+    image_encoder = None if image_encoder is None else _cpu_copy(image_encoder)
     if component == "video_unet":
         # The branch is paired with this video_unet: write it, or drop a stale one.
         branch = None if controlnet is None else cpu_controlnet_copy(controlnet, controlnet_ema_state)
@@ -140,9 +204,13 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
     pipeline_config = PipelineConfig(
         resolution=(config.data.height, config.data.width), num_frames=config.data.num_frames,
         fps=float(config.data.fps), fs=int(config.data.fps))
+    shared_encoder, shared_projection = image_encoder, projection
     if (folder / MODEL_INDEX).is_file():
         existing = Mask2IVPipeline.from_pretrained(folder)
         _check_same_encoders(folder, existing, vae, text_encoder)
+        _check_same_image_encoder(folder, existing.image_encoder, image_encoder)
+        if projection is None:  # a run without the image branch keeps the folder's
+            shared_encoder, shared_projection = existing.image_encoder, existing.image_projection
         unets.update({name: getattr(existing, name) for name in UNET_NAMES})
         pipeline_config = existing.config
         trained_at = ((config.data.height, config.data.width), config.data.num_frames)
@@ -154,29 +222,54 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
         for name in UNET_NAMES:  # components exported before a loadable pipeline existed
             if (folder / name / "config.json").is_file():
                 unets[name] = VideoUNet.from_pretrained(folder / name)
+        if (folder / IMAGE_ENCODER / "config.json").is_file():  # ... and their image encoder
+            early_encoder = load_image_encoder(folder / IMAGE_ENCODER)
+            _check_same_image_encoder(folder, early_encoder, image_encoder)
+            shared_encoder = shared_encoder or early_encoder
     unets[component] = trained
 
     info = {"stage": config.stage, "component": component, "ema": ema_state is not None,
-            "stage2": vars(config.stage2) if component == "video_unet" else None}
+            "stage2": vars(config.stage2) if component == "video_unet" else None,
+            "image_branch": projection is not None}
+    others = [name for name in UNET_NAMES if unets[name] is not None and name != component]
+    trained_projections = _trained_projections(folder, others)
     if not any(unets[name] is not None for name in UNET_COMPONENTS.values()):
         trained.save_pretrained(folder / component)
         (folder / component / TRAINING_INFO).write_text(json.dumps(info, indent=2))
+        if projection is not None:
+            projection.save_pretrained(folder / component / TRAINED_PROJECTION)
+            image_encoder.save_pretrained(folder / IMAGE_ENCODER)
         _write_controlnet(folder, branch)
         logger.warning("export: %s has no trajectory model yet; wrote only %s/ (it becomes a "
                        "loadable pipeline once a stage-1 run exports into it)", folder, component)
         return folder
 
+    branch_unets = [n for n in others if unets[n].config.image_cross_attention]
+    if shared_projection is None and branch_unets:
+        # an image-branch stage-2 component exported before this run (without the branch)
+        # made the folder loadable: the pipeline takes that component's encoder and Resampler
+        if shared_encoder is None or branch_unets[0] not in trained_projections:
+            raise ValueError(f"export_dir: {folder} holds {', '.join(branch_unets)} with image "
+                             f"cross-attention but no {IMAGE_ENCODER}/ or trained "
+                             f"{TRAINED_PROJECTION}/; export into another folder")
+        shared_projection = trained_projections[branch_unets[0]]
     infos = {name: (folder / name / TRAINING_INFO).read_text()
-             for name in UNET_NAMES if unets[name] is not None and name != component
-             and (folder / name / TRAINING_INFO).is_file()}
+             for name in others if (folder / name / TRAINING_INFO).is_file()}
     pipe = Mask2IVPipeline.from_components(
         vae=vae, text_encoder=text_encoder, scheduler=sampling_scheduler(config),
-        config=pipeline_config, **unets)
+        config=pipeline_config, image_encoder=shared_encoder,
+        image_projection=shared_projection, **unets)
     pipe.save_pretrained(folder)
     # Which stage / ablation switches produced each component (eval reads it for baselines).
     (folder / component / TRAINING_INFO).write_text(json.dumps(info, indent=2))
     for name, text in infos.items():
         (folder / name / TRAINING_INFO).write_text(text)
+    for name, resampler in trained_projections.items():
+        resampler.save_pretrained(folder / name / TRAINED_PROJECTION)
+    if projection is not None:
+        projection.save_pretrained(folder / component / TRAINED_PROJECTION)
+        _warn_foreign_projections(projection, trained_projections,
+                                  {name: unets[name] for name in others}, folder)
     _write_controlnet(folder, branch)
     logger.info("export: wrote %s into %s", component, folder)
     return folder

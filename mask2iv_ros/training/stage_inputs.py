@@ -8,7 +8,17 @@ the contact map (eq. 1-2). With ``stage2.control: controlnet`` the trajectory la
 ControlNet hint and the concat trajectory channels carry zeros (as with ``none``).
 
 Classifier-free guidance dropout follows the pipeline's unconditional branch: the empty prompt
-for TT-Gen and stage 2, no placement latent for PT-Gen.
+for TT-Gen and stage 2, no placement latent for PT-Gen, and, with the image cross-attention
+branch, the all-zero image. The text tokens come from the pipeline's own
+:func:`mask2iv_ros.pipeline.context.text_tokens`; with the image branch the first frames and the
+image drops are handed on, and the trained module appends their tokens
+(:class:`mask2iv_ros.training.image_context.ImageContextModel`, since the Resampler is trained).
+
+Drop probabilities (``p = diffusion.condition_dropout_prob``), as in DynamiCrafter: without the
+image branch the condition is dropped with probability p (``LatentDiffusion``, ``uncond_type:
+empty_seq``); with it, one uniform draw r per sample decides as in
+``LatentVisualDiffusion.get_batch_input``: r < p drops only the condition, p <= r < 2p both,
+2p <= r < 3p only the image (so each is dropped with probability 2p, both together with p).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from mask2iv_ros.masks import encode_mask_video
 from mask2iv_ros.models.text_encoder import TextEncoder
 from mask2iv_ros.models.vae import VideoVAE
 from mask2iv_ros.pipeline.conditioning import pt_condition, tt_condition, video_condition
+from mask2iv_ros.pipeline.context import text_tokens
 
 from .config import TrainConfig
 
@@ -36,11 +47,25 @@ STAGE2_KEYS = ("video", "first_frame", "prompt", "actor_masks", "object_masks")
 class DiffusionInputs:
     latents: torch.Tensor                 # clean target latents [B, 4, T, h, w]
     condition: torch.Tensor               # concat conditioning [B, 8, T, h, w]
-    context: torch.Tensor                 # cross-attention tokens [B, L, D]
+    context: torch.Tensor                 # text tokens [B, text_len, D]
     fs: torch.Tensor                      # frame-rate condition [B]
     loss_weights: Optional[torch.Tensor]  # [B, 1, T, h, w] or None (plain MSE)
     # Trajectory latents [B, 4, T, h, w] for the ControlNet branch (stage2.control=controlnet).
     control_hint: Optional[torch.Tensor] = None
+    # Image branch only: first frames [B, 3, H, W] in [-1, 1] whose image tokens follow the
+    # text tokens, and bool [B]: rows embedding the all-zero image instead.
+    images: Optional[torch.Tensor] = None
+    drop_image: Optional[torch.Tensor] = None
+
+    def model_kwargs(self) -> dict[str, torch.Tensor]:
+        """The trained module's keyword arguments besides ``x``, ``timesteps``."""
+        kwargs = {"context": self.context, "fs": self.fs}
+        if self.control_hint is not None:
+            kwargs["control_hint"] = self.control_hint
+        if self.images is not None:
+            kwargs["images"] = self.images
+            kwargs["drop_image"] = self.drop_image
+        return kwargs
 
 
 def uint8_video_to_tensor(video: np.ndarray) -> torch.Tensor:
@@ -83,10 +108,26 @@ class StageInputs:
         stacked = torch.cat([self._to_device(im) for im in images]).unsqueeze(2)
         return list(self._encode(stacked).chunk(len(images)))
 
+    def _drops(self, size: int, host_rng: np.random.Generator
+               ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(drop the prompt / placement, drop the image or None without the image branch), bool
+        ``[size]`` each: DynamiCrafter's training drops (module docstring)."""
+        p = self.config.diffusion.condition_dropout_prob
+        r = host_rng.random(size)
+        if not self.config.uses_image_branch:
+            return r < p, None
+        return r < 2 * p, (r >= p) & (r < 3 * p)
+
     def _context(self, prompts: list[str], drop: np.ndarray) -> torch.Tensor:
-        prompts = ["" if d else p for p, d in zip(prompts, drop)]
-        tokens, _ = self.text_encoder.encode(prompts)
-        return tokens.float()
+        drop_prompt = torch.as_tensor(drop, dtype=torch.bool)
+        return text_tokens(self.text_encoder, prompts, drop_prompt).float()
+
+    def _image_inputs(self, batch: Mapping[str, Any], drop_image: Optional[np.ndarray]
+                      ) -> dict[str, torch.Tensor]:
+        if drop_image is None:
+            return {}
+        return {"images": self._to_device(batch["first_frame"]),
+                "drop_image": torch.as_tensor(drop_image, dtype=torch.bool).to(self.device)}
 
     def _fs(self, batch: Mapping[str, Any], size: int) -> torch.Tensor:
         fps = batch.get("fps")
@@ -108,7 +149,7 @@ class StageInputs:
                                        "trajectory_position" else ()), cfg.stage)
         prompts = list(batch["prompt"])
         size = len(prompts)
-        drop = host_rng.random(size) < cfg.diffusion.condition_dropout_prob
+        drop, drop_image = self._drops(size, host_rng)
         latents = self._encode(self._to_device(batch["mask_video"]), sample=True,
                                generator=generator)
         num_frames = latents.shape[2]
@@ -125,14 +166,15 @@ class StageInputs:
             condition = pt_condition(image_latent, mask_latent, placement_latent * keep,
                                      num_frames)
             context = self._context([""] * size, np.zeros(size, dtype=bool))
-        return DiffusionInputs(latents, condition, context, self._fs(batch, size), None)
+        return DiffusionInputs(latents, condition, context, self._fs(batch, size), None,
+                               **self._image_inputs(batch, drop_image))
 
     def _video(self, batch, host_rng, generator) -> DiffusionInputs:
         cfg, s2 = self.config, self.config.stage2
         _require(batch, STAGE2_KEYS, cfg.stage)
         prompts = list(batch["prompt"])
         size = len(prompts)
-        drop = host_rng.random(size) < cfg.diffusion.condition_dropout_prob
+        drop, drop_image = self._drops(size, host_rng)
         latents = self._encode(self._to_device(batch["video"]), sample=True, generator=generator)
         (image_latent,) = self._encode_frames(batch["first_frame"])
 
@@ -167,4 +209,5 @@ class StageInputs:
             weights = downsample_weights(pixel_weights, self.vae.spatial_factor, mode="max")
             weights = weights.unsqueeze(1).to(self.device, non_blocking=True)
         return DiffusionInputs(latents, condition, self._context(prompts, drop),
-                               self._fs(batch, size), weights, control_hint)
+                               self._fs(batch, size), weights, control_hint,
+                               **self._image_inputs(batch, drop_image))

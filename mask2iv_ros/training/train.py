@@ -14,7 +14,10 @@ Several GPUs (one process each; HF accelerate sets up the process group)::
 
 With ``stage2.control: controlnet`` the trained module is the UNet plus a ControlNet branch
 (:class:`~mask2iv_ros.models.controlnet.ControlledVideoUNet`): one optimizer, one EMA and one
-checkpoint ``model.safetensors`` cover both (keys ``unet.*`` / ``controlnet.*``).
+checkpoint ``model.safetensors`` cover both (keys ``unet.*`` / ``controlnet.*``). With the image
+cross-attention branch (``model.image_encoder``) the trained module also holds the Resampler
+(:class:`~mask2iv_ros.training.image_context.ImageContextModel`, keys ``denoiser.*`` /
+``image_projection.*``), trained with the UNet as in DynamiCrafter; the image encoder is frozen.
 """
 
 from __future__ import annotations
@@ -41,15 +44,18 @@ from mask2iv_ros.pipeline.conditioning import model_input
 
 from . import checkpoint as ckpt
 from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
+from mask2iv_ros.models.resampler import Resampler
 from mask2iv_ros.models.unet import VideoUNet
 
-from .components import (build_denoiser, build_noise_scheduler, build_text_encoder, build_unet,
-                         build_vae, freeze, freeze_temporal_attention)
+from .components import (CheckpointReader, build_denoiser, build_image_encoder,
+                         build_image_projection, build_noise_scheduler, build_text_encoder,
+                         build_unet, build_vae, freeze, freeze_temporal_attention)
 from .config import TrainConfig, load_config
 from .data_order import DataPosition, EpochIndexed, ResumableBatchSampler
 from .dataset import build_dataset, collate
 from .ema import ParameterEMA
 from .export import export_unet, sub_state
+from .image_context import ImageContextModel
 from .losses import weighted_diffusion_loss
 from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import StageInputs
@@ -92,15 +98,29 @@ class Trainer:
         self.text_encoder = freeze(build_text_encoder(config.model.text_encoder)).to(
             self.device, frozen_dtype)
         self.stage_inputs = StageInputs(config, self.vae, self.text_encoder, self.device)
+        # model.init_from is read once for the UNet, Resampler and image encoder.
+        checkpoints = CheckpointReader()
+        with torch.random.fork_rng(devices=[]):  # the UNet init does not depend on it
+            image_encoder = build_image_encoder(config.model, checkpoints)
+        self.image_encoder = None if image_encoder is None else \
+            freeze(image_encoder).to(self.device, frozen_dtype)
 
         unet = build_unet(config.model, self.text_encoder, config.data.num_frames,
-                          self.vae.latent_channels)
+                          self.vae.latent_channels, checkpoints)
         denoiser = build_denoiser(config.model, unet, config.uses_controlnet,
                                   hint_channels=self.vae.latent_channels)
         self.frozen_names: list[str] = []
         if config.model.freeze_temporal_attention:
             self.frozen_names = freeze_temporal_attention(denoiser)
+        if self.image_encoder is not None:
+            projection = build_image_projection(config.model, unet.config, self.image_encoder,
+                                                config.data.num_frames, checkpoints)
+            denoiser = ImageContextModel(denoiser, projection, self.image_encoder)
+        del checkpoints
         trainable = [p for p in denoiser.parameters() if p.requires_grad]
+        logger.info("training %s parameters (%s frozen in the trained module)",
+                    f"{sum(p.numel() for p in trainable):,}",
+                    f"{sum(p.numel() for p in denoiser.parameters() if not p.requires_grad):,}")
         optim = config.optim
         optimizer = torch.optim.AdamW(trainable, lr=optim.lr, betas=tuple(optim.betas),
                                       eps=optim.eps, weight_decay=optim.weight_decay)
@@ -141,15 +161,27 @@ class Trainer:
         return self.accelerator.unwrap_model(self.denoiser)
 
     @property
-    def unet(self) -> VideoUNet:
+    def _denoiser(self) -> VideoUNet | ControlledVideoUNet:
         model = self.model
+        return model.denoiser if isinstance(model, ImageContextModel) else model
+
+    @property
+    def unet(self) -> VideoUNet:
+        model = self._denoiser
         return model.unet if isinstance(model, ControlledVideoUNet) else model
 
     @property
     def controlnet(self) -> Optional[VideoControlNet]:
         """The ControlNet branch (``stage2.control: controlnet``), else None."""
-        model = self.model
+        model = self._denoiser
         return model.controlnet if isinstance(model, ControlledVideoUNet) else None
+
+    @property
+    def image_projection(self) -> Optional[Resampler]:
+        """The Resampler of the image branch (trained unless model.image_projection.trainable
+        is false), else None."""
+        model = self.model
+        return model.image_projection if isinstance(model, ImageContextModel) else None
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -200,12 +232,21 @@ class Trainer:
         if self.accelerator.is_main_process:
             ema_state = self.ema.state_dict() \
                 if self.ema is not None and self.config.ema.export_ema else None
+            image_branch = {}
+            if self.image_projection is not None:
+                image_branch = dict(image_encoder=self.image_encoder,
+                                    image_projection=self.image_projection,
+                                    image_projection_ema_state=sub_state(ema_state,
+                                                                         "image_projection."))
+                ema_state = sub_state(ema_state, "denoiser.")
             if self.controlnet is None:
-                export_unet(self.config, self.unet, self.vae, self.text_encoder, ema_state)
+                export_unet(self.config, self.unet, self.vae, self.text_encoder, ema_state,
+                            **image_branch)
             else:
                 export_unet(self.config, self.unet, self.vae, self.text_encoder,
                             sub_state(ema_state, "unet."), controlnet=self.controlnet,
-                            controlnet_ema_state=sub_state(ema_state, "controlnet."))
+                            controlnet_ema_state=sub_state(ema_state, "controlnet."),
+                            **image_branch)
         self.accelerator.wait_for_everyone()
         return folder
 
@@ -222,9 +263,8 @@ class Trainer:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        hint = {} if inputs.control_hint is None else {"control_hint": inputs.control_hint}
         prediction = self.denoiser(model_input(noisy, inputs.condition), timesteps,
-                                   context=inputs.context, fs=inputs.fs, **hint)
+                                   **inputs.model_kwargs())
         return weighted_diffusion_loss(prediction, target, inputs.loss_weights)
 
     def _batches(self):

@@ -6,7 +6,8 @@ the color-coded mask videos of a dataset (stage 1 generates masks, stage 2 RGB, 
 the VAE), then sets `scaling_factor` to 1 / std of the latents, the same rule that gave SD its
 0.18215, so the UNet sees unit-variance latents.
 
-Loss: L1 + MSE reconstruction + a small KL term (weight 1e-6, as in the LDM autoencoders);
+Loss: L1 + MSE reconstruction of the posterior mean + a small KL term (weight 1e-6, as in the
+LDM autoencoders);
 no adversarial or perceptual term (the synthetic domain is flat-shaded).
 """
 from __future__ import annotations
@@ -30,11 +31,19 @@ from mask2iv_ros.models.vae import VideoVAE
 KL_WEIGHT = 1e-6
 
 
-def small_vae_config(block_out_channels=(32, 64, 64), latent_channels: int = 4) -> dict:
-    """An SD-family AutoencoderKL; spatial factor 2 ** (len(block_out_channels) - 1)."""
+def small_vae_config(block_out_channels=(32, 64, 64), latent_channels: int = 4, norm_num_groups: int = 4) -> dict:
+    """An SD-family AutoencoderKL; spatial factor 2 ** (len(block_out_channels) - 1).
+
+    Few GroupNorm groups on purpose: with as many groups as channels (16 of 16) GroupNorm becomes
+    instance norm, which erases each channel's mean, i.e. the colors (seen: grey reconstructions
+    and masks without their red object).
+    """
     n = len(block_out_channels)
+    if any(c % norm_num_groups for c in block_out_channels):
+        raise ValueError(f"block_out_channels: each must be divisible by norm_num_groups={norm_num_groups}, "
+                         f"got {tuple(block_out_channels)}")
     return dict(in_channels=3, out_channels=3, latent_channels=latent_channels, layers_per_block=1,
-                block_out_channels=tuple(block_out_channels), norm_num_groups=16,
+                block_out_channels=tuple(block_out_channels), norm_num_groups=norm_num_groups,
                 down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
                 act_fn="silu", scaling_factor=1.0)
 
@@ -80,7 +89,10 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     for step in bar:
         frames = next(batches)
         posterior = autoencoder.encode(frames).latent_dist
-        reconstruction = autoencoder.decode(posterior.sample()).sample
+        # Decode the posterior mean: sampling from the still-wide initial posterior (std ~1) buries
+        # the content in noise and the decoder settles on the mean image (seen: a grey blur).
+        # The pipeline itself encodes with the mean, and the KL term keeps the latents bounded.
+        reconstruction = autoencoder.decode(posterior.mode()).sample
         l1 = (reconstruction - frames).abs().mean()
         mse = (reconstruction - frames).pow(2).mean()
         loss = l1 + mse + KL_WEIGHT * posterior.kl().mean()
