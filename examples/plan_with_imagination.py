@@ -83,7 +83,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"  {f.stage:10s} step {f.step:3d}/{f.total_steps:<3d} {f.elapsed_seconds:6.2f} s", flush=True)
 
     with ImagineClient(args.action, node_name="imagination_planner") as client:
-        if not client.wait_for_server(min(args.timeout, 30.0)):
+        if not client.wait_for_server(args.timeout):
             print(f"no Imagine action server '{client.node.resolve_topic_name(args.action)}' found", file=sys.stderr)
             return 1
         print(f"imagining: {args.prompt!r}")

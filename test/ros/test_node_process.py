@@ -48,8 +48,8 @@ def test_planner_example_against_a_node_process(tmp_path):
     try:
         example = subprocess.run(
             [sys.executable, str(REPO / "examples" / "plan_with_imagination.py"), "--action", f"{namespace}/imagine",
-             "--timeout", "60"],
-            env=child_env(), capture_output=True, text=True, timeout=120,
+             "--timeout", "120"],
+            env=child_env(), capture_output=True, text=True, timeout=240,
         )
         log.seek(0)
         assert example.returncode == 0, example.stdout + example.stderr + log.read()
