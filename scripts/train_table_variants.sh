@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Trains stage-2 variants of mask2iv-tables (Table 1 / Table 2) one after another, with exactly
+# the overrides mask2iv-tables uses, so that `mask2iv-tables --reuse` then only evaluates them.
+# Running two of these side by side (one torch thread each) uses both cores of a small machine.
+#   scripts/train_table_variants.sh OUT STEPS VARIANT [VARIANT ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+OUT=$1; STEPS=$2; shift 2
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+for VARIANT in "$@"; do
+  python - "$OUT" "$STEPS" "$VARIANT" <<'PY'
+import shutil, sys
+from pathlib import Path
+from mask2iv_ros.eval import tables
+out, steps, variant = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+pipeline = out / "pipelines" / variant
+if pipeline.exists():
+    shutil.rmtree(pipeline)
+shutil.copytree(out / "pipelines" / "stage1", pipeline)
+overrides = [*tables.run_overrides("runs/embedded_train", out / "runs" / variant, pipeline, steps),
+             *tables.override_args(tables.STAGE2_VARIANTS[variant])]
+tables.default_train("training/embedded_stage2.yaml", overrides)
+PY
+done
