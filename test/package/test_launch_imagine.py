@@ -2,7 +2,9 @@
 parameters file and a model_path argument, and reports ready.
 
 launch, launch_ros and launch_testing are not on PyPI: on these machines this module is skipped;
-on a full ROS 2 install it runs with the launch_testing pytest plugin (or `launch_test`).
+on a full ROS 2 install it runs with the launch_testing pytest plugin or with
+`launch_test test/package/test_launch_imagine.py` (run that way here once, against launch /
+launch_ros / launch_testing sources beside the PyPI wheels: both tests passed).
 """
 import os
 import unittest
