@@ -312,6 +312,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_metric_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the metric backbones (read by :func:`build_suite`), shared with mask2iv-tables."""
     parser.add_argument("--i3d", default=None, help="local I3D TorchScript file for comparable FVD")
     parser.add_argument("--lpips-backbone", default=None, help="local torchvision alexnet/vgg16 weights")
     parser.add_argument("--lpips-linear", default=None, help="local LPIPS v0.1 linear-head weights")
@@ -320,8 +327,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="user encoder (e.g. a ViCLIP wrapper loading local weights) with "
                              "encode_videos() and encode_texts()")
     parser.add_argument("--no-t2v", action="store_true", help="skip T2V-Sim")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

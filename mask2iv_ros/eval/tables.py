@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from .evaluate import (MetricSuite, build_suite, clip_trajectory_metrics, save_examples,
+from .evaluate import (MetricSuite, add_metric_arguments, build_suite, clip_trajectory_metrics, save_examples,
                        score_videos, summarize_trajectory_metrics, write_report)
 from .generation import (CONTROLNET_COMPONENT, VideoControl, generate_videos,
                          ground_truth_trajectories, load_controlnet, load_eval_clips,
@@ -318,12 +318,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reuse", action="store_true", help="skip variants already trained in --out")
-    parser.add_argument("--i3d", default=None)
-    parser.add_argument("--lpips-backbone", default=None)
-    parser.add_argument("--lpips-linear", default=None)
-    parser.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
-    parser.add_argument("--video-text-encoder", default=None, metavar="MODULE:FACTORY")
-    parser.add_argument("--no-t2v", action="store_true")
+    add_metric_arguments(parser)
     parser.add_argument("--no-examples", action="store_true", help="skip the per-variant example PNGs")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
