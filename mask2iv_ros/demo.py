@@ -35,7 +35,7 @@ def start_node(model: Path, env: dict, steps: int, device: str, log_path: Path) 
         sys.executable, "-m", "mask2iv_ros.ros.node", "--ros-args",
         "-p", f"model_path:={model}", "-p", f"device:={device}", "-p", "mode:=position",
         "-p", "trigger:=each", "-p", "use_sim_time:=true", "-p", f"num_inference_steps:={steps}",
-        "-p", "seed:=0",
+        "-p", "seed:=0", "-p", "use_actor_mask:=true",
     ]
     check_local_ros_env(env)
     log = open(log_path, "w")
@@ -54,15 +54,16 @@ def _wait_for_exit_or_ready(node: subprocess.Popen, log_path: Path, timeout_s: f
     return node.poll() is None
 
 
-def _planner_call(image_msg, object_mask_msg, prompt: str, steps: int):
+def _planner_call(image_msg, object_mask_msg, actor_mask_msg, prompt: str, steps: int):
     """One Imagine goal in text mode (TT-Gen), as a planner sends it; returns the result."""
     from mask2iv_ros.ros.planner_client import imagine_once
 
     # The recorded stamp lies behind the replay's sim clock by now; a zero stamp means "now" to the
     # node's input-age check, as for a planner that sends a freshly captured image.
     image_msg.header.stamp.sec = image_msg.header.stamp.nanosec = 0
+    extra = {"actor_mask": actor_mask_msg} if actor_mask_msg is not None else {}
     return imagine_once(image_msg, object_mask_msg, mode="text", prompt=prompt,
-                        num_inference_steps=steps, timeout_s=600.0)
+                        num_inference_steps=steps, timeout_s=600.0, **extra)
 
 
 def main(argv=None) -> int:
@@ -96,11 +97,11 @@ def main(argv=None) -> int:
         print(f"[demo] replaying {args.bag} (PT-Gen, {steps} denoising steps per stage)")
         report = replay_bag(args.bag, output_bag, overwrite=True)
         report_paths = report.write(args.output)
-        from mask2iv_ros.eval.replay import first_request_messages
+        from mask2iv_ros.eval.replay import first_request_actor_mask, first_request_messages
 
         image_msg, object_mask_msg, prompt = first_request_messages(args.bag)
         print(f"[demo] planner-style action call (TT-Gen): {prompt!r}")
-        planner_result = _planner_call(image_msg, object_mask_msg, prompt, steps)
+        planner_result = _planner_call(image_msg, object_mask_msg, first_request_actor_mask(args.bag), prompt, steps)
         print(f"[demo] action result: {planner_result.status} {planner_result.error}".rstrip())
         written = write_previews(args.bag, output_bag, args.output, planner_result)
     finally:

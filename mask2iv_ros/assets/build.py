@@ -24,13 +24,15 @@ FRAME_STRIDE = 2  # the model sees every 2nd frame of a 16-frame, 4 fps episode
 
 
 def demo_requests(height: int = 64, width: int = 64, frames: int = 16, fps: float = 4.0) -> list[BagRequest]:
-    """Held-out episodes as bag requests carrying both conditions (prompt and placement mask)."""
+    """Held-out episodes as bag requests carrying both conditions (prompt and placement mask) and
+    the first frame's actor mask (the models are trained with the actor colored in the condition)."""
     config = SyntheticConfig(height=height, width=width, num_frames=frames, fps=fps)
     requests = []
     for index in DEMO_EPISODES:
         clip = generate_episode(DEMO_SEED, index, config)
         actor, obj = clip.actor_masks[::FRAME_STRIDE], clip.object_masks[::FRAME_STRIDE]
         requests.append(BagRequest(image=clip.frames[0], object_mask=clip.object_masks[0], prompt=clip.prompt,
+                                   actor_mask=clip.actor_masks[0],
                                    placement_mask=clip.object_masks[-1], ground_truth_actor_masks=actor,
                                    ground_truth_object_masks=obj, fps=fps / FRAME_STRIDE))
     return requests

@@ -7,6 +7,7 @@ Bag layout (what `write_input_bag` writes; recorded robot bags need the first tw
 | /camera/image                   | sensor_msgs/msg/Image           | input image (rgb8)                |
 | /object_mask                    | sensor_msgs/msg/Image           | input object mask (mono8)         |
 | /placement_mask                 | sensor_msgs/msg/Image           | input placement mask, PT-Gen      |
+| /actor_mask                     | sensor_msgs/msg/Image           | input first-frame actor mask (mono8), optional; node use_actor_mask |
 | /prompt                         | std_msgs/msg/String             | input action description, TT-Gen  |
 | /ground_truth/mask_trajectory   | mask2iv_ros/msg/MaskTrajectory  | ground truth, header stamp = image stamp; not replayed |
 
@@ -33,6 +34,7 @@ from mask2iv_ros.ros.synchronizer import stamp_to_ns
 IMAGE_TOPIC = "/camera/image"
 OBJECT_MASK_TOPIC = "/object_mask"
 PLACEMENT_MASK_TOPIC = "/placement_mask"
+ACTOR_MASK_TOPIC = "/actor_mask"
 PROMPT_TOPIC = "/prompt"
 GROUND_TRUTH_TOPIC = "/ground_truth/mask_trajectory"
 GROUND_TRUTH_PREFIX = "/ground_truth/"
@@ -89,26 +91,31 @@ class BagRequest:
     object_mask: np.ndarray  # bool [H, W]
     prompt: str = ""
     placement_mask: Optional[np.ndarray] = None  # bool [H, W]
+    actor_mask: Optional[np.ndarray] = None  # bool [H, W], first-frame actor (robot arm); all False = none visible
     ground_truth_actor_masks: Optional[np.ndarray] = None  # bool [T, H, W]
     ground_truth_object_masks: Optional[np.ndarray] = None  # bool [T, H, W]
     fps: float = 5.0
 
 
-def request_from_clip(clip: Any, mode: str = "text") -> BagRequest:
+def request_from_clip(clip: Any, mode: str = "text", *, with_actor_mask: bool = False) -> BagRequest:
     """BagRequest from an InteractionClip-like object (frames, actor_masks, object_masks, prompt, fps).
 
     mode 'text' writes the prompt, 'position' the placement mask (last object mask); the clip's
-    masks become the ground truth.
+    masks become the ground truth. `with_actor_mask`: also write the clip's first actor mask as the
+    first-frame actor mask input (/actor_mask), as a robot's own segmentation would give it.
     """
     if mode not in ("text", "position"):
         raise ValueError(f"mode: expected 'text' or 'position', got {mode!r}")
     if clip.object_masks is None:
         raise ValueError("clip.object_masks: expected a bool [T, H, W] mask video, got None")
+    if with_actor_mask and clip.actor_masks is None:
+        raise ValueError("clip.actor_masks: with_actor_mask needs a bool [T, H, W] actor mask video, got None")
     return BagRequest(
         image=clip.frames[0],
         object_mask=clip.object_masks[0],
         prompt=clip.prompt if mode == "text" else "",
         placement_mask=clip.object_masks[-1] if mode == "position" else None,
+        actor_mask=clip.actor_masks[0] if with_actor_mask else None,
         ground_truth_actor_masks=clip.actor_masks,
         ground_truth_object_masks=clip.object_masks,
         fps=float(getattr(clip, "fps", 5.0)),
@@ -186,6 +193,7 @@ def write_input_bag(
         IMAGE_TOPIC: "sensor_msgs/msg/Image",
         OBJECT_MASK_TOPIC: "sensor_msgs/msg/Image",
         PLACEMENT_MASK_TOPIC: "sensor_msgs/msg/Image",
+        ACTOR_MASK_TOPIC: "sensor_msgs/msg/Image",
         GROUND_TRUTH_TOPIC: "mask2iv_ros/msg/MaskTrajectory",
     }
     with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
@@ -206,6 +214,8 @@ def write_input_bag(
             write(OBJECT_MASK_TOPIC, build.mask(request.object_mask, header), stamp)
             if request.placement_mask is not None:
                 write(PLACEMENT_MASK_TOPIC, build.mask(request.placement_mask, header), stamp)
+            if request.actor_mask is not None:
+                write(ACTOR_MASK_TOPIC, build.mask(request.actor_mask, header), stamp)
             if request.ground_truth_object_masks is not None:
                 actor = request.ground_truth_actor_masks
                 if actor is None:
@@ -310,19 +320,25 @@ def read_bag(path: Path | str, typestore: Any = None) -> dict[str, list[Any]]:
     return messages
 
 
-def first_request_messages(path: Path | str) -> tuple[Any, Any, str]:
-    """(image, object_mask, prompt) of the bag's first request, as rclpy messages (needs rclpy).
-
-    For sending the same input as an Imagine goal; the prompt is the last one before the request.
-    """
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
-
+def _first_request(path: Path | str) -> tuple[list[InputSet], InputSet, dict[str, BagMessage]]:
+    """All input sets, the first request (set with the image) and its messages by topic."""
     sets, _ = read_input_bag(path, package_typestore())
     request = next((s for s in sets if s.is_request), None)
     if request is None:
         raise ValueError(f"path: no input set with {IMAGE_TOPIC} in {path}")
-    by_topic = {m.topic: m for m in request.messages}
+    return sets, request, {m.topic: m for m in request.messages}
+
+
+def first_request_messages(path: Path | str) -> tuple[Any, Any, str]:
+    """(image, object_mask, prompt) of the bag's first request, as rclpy messages (needs rclpy).
+
+    For sending the same input as an Imagine goal; the prompt is the last one before the request.
+    The request's actor mask, if the bag has one, comes from `first_request_actor_mask`.
+    """
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    sets, request, by_topic = _first_request(path)
     if OBJECT_MASK_TOPIC not in by_topic:
         raise ValueError(f"path: the first request in {path} has no {OBJECT_MASK_TOPIC} message")
     prompts = [m for s in sets[: request.index + 1] for m in s.messages if m.topic == PROMPT_TOPIC]
@@ -332,3 +348,16 @@ def first_request_messages(path: Path | str) -> tuple[Any, Any, str]:
         deserialize_message(by_topic[OBJECT_MASK_TOPIC].raw, Image),
         prompt,
     )
+
+
+def first_request_actor_mask(path: Path | str) -> Optional[Any]:
+    """The /actor_mask message (rclpy Image) of the bag's first request, or None if it has none.
+
+    Goes with `first_request_messages` into an Imagine goal's `actor_mask` field.
+    """
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    _, _, by_topic = _first_request(path)
+    message = by_topic.get(ACTOR_MASK_TOPIC)
+    return None if message is None else deserialize_message(message.raw, Image)

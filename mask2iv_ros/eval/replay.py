@@ -13,6 +13,9 @@ every message at its recorded time divided by r and does not wait in between.
 Recorded stamps are in the past, so the node must not refuse them as too old: the replay publishes
 /clock with the recorded times (like `ros2 bag play --clock`); run the node with
 `use_sim_time:=true`, or with `max_input_age_s:=0`. The node's `trigger` must be `each`.
+
+A bag's /actor_mask (first-frame actor mask) is replayed like the other inputs; the node uses it
+only with `use_actor_mask:=true`, and then answers only sets that include one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
 from mask2iv_ros.eval.bag_io import (  # bag helpers re-exported: the replay's public API (__all__)
+    ACTOR_MASK_TOPIC,
     GROUND_TRUTH_TOPIC,
     IMAGE_TOPIC,
     OBJECT_MASK_TOPIC,
@@ -38,6 +42,7 @@ from mask2iv_ros.eval.bag_io import (  # bag helpers re-exported: the replay's p
     PROMPT_TOPIC,
     ROLLOUT_TOPIC,
     BagRequest,
+    first_request_actor_mask,
     first_request_messages,
     masks_from_images,
     package_typestore,
@@ -50,8 +55,8 @@ from mask2iv_ros.eval.replay_report import ReplayReport, RequestRecord, trajecto
 from mask2iv_ros.ros.synchronizer import stamp_to_ns
 
 __all__ = [
-    "GROUND_TRUTH_TOPIC", "IMAGE_TOPIC", "OBJECT_MASK_TOPIC", "OUTPUT_TOPICS", "PLACEMENT_MASK_TOPIC",
-    "PROMPT_TOPIC", "ROLLOUT_TOPIC", "BagRequest", "ReplayReport", "first_request_messages", "main",
+    "ACTOR_MASK_TOPIC", "GROUND_TRUTH_TOPIC", "IMAGE_TOPIC", "OBJECT_MASK_TOPIC", "OUTPUT_TOPICS", "PLACEMENT_MASK_TOPIC",
+    "PROMPT_TOPIC", "ROLLOUT_TOPIC", "BagRequest", "ReplayReport", "first_request_actor_mask", "first_request_messages", "main",
     "package_typestore", "read_bag", "read_input_bag", "replay_bag", "request_from_clip", "write_input_bag",
 ]
 _NS = 1_000_000_000

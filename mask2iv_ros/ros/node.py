@@ -119,8 +119,16 @@ class ImagineNode(Node):
 
         input_group = MutuallyExclusiveCallbackGroup()
         sync_inputs = ["image", "object_mask"] + (["placement_mask"] if p.mode == "position" else [])
+        # The first-frame actor mask belongs to the same instant as the image, so it is synchronized
+        # with it rather than kept as a latest value like the prompt.
+        sync_inputs += ["actor_mask"] if p.use_actor_mask else []
         self._synchronizer = ApproximateTimeSynchronizer(sync_inputs, p.sync_queue_size, p.sync_slop_s, self._on_input_set)
-        topics = {"image": p.image_topic, "object_mask": p.object_mask_topic, "placement_mask": p.placement_mask_topic}
+        topics = {
+            "image": p.image_topic,
+            "object_mask": p.object_mask_topic,
+            "placement_mask": p.placement_mask_topic,
+            "actor_mask": p.actor_mask_topic,
+        }
         self._input_subscriptions = [
             self.create_subscription(
                 Image, topics[name], functools.partial(self._on_input_image, name), input_qos, callback_group=input_group
@@ -205,6 +213,7 @@ class ImagineNode(Node):
                 image_msg=input_set["image"],
                 object_mask_msg=input_set["object_mask"],
                 placement_mask_msg=input_set.get("placement_mask"),
+                actor_mask_msg=input_set.get("actor_mask"),
                 mode=p.mode,
                 prompt=prompt,
                 params=p,
@@ -286,8 +295,11 @@ class ImagineNode(Node):
         return CancelResponse.ACCEPT
 
     def _request_from_goal(self, goal: Any, request_id: str) -> ImagineRequest:
-        """A goal with an empty image uses the latest synchronized topic set (and topic prompt)."""
-        image, object_mask, placement_mask = goal.image, goal.object_mask, goal.placement_mask
+        """A goal with an empty image uses the latest synchronized topic set (and topic prompt).
+
+        Its masks left empty (width 0) are then taken from that set too, the actor mask included.
+        """
+        image, object_mask, placement_mask, actor_mask = goal.image, goal.object_mask, goal.placement_mask, goal.actor_mask
         prompt, prompt_source = goal.prompt, "prompt"
         if image.width == 0 or image.height == 0:
             with self._state_lock:
@@ -301,6 +313,7 @@ class ImagineNode(Node):
             image = latest["image"]
             object_mask = object_mask if object_mask.width else latest["object_mask"]
             placement_mask = placement_mask if placement_mask.width else latest.get("placement_mask")
+            actor_mask = actor_mask if actor_mask.width else latest.get("actor_mask")
             if not prompt:
                 prompt, prompt_source = topic_prompt, f"prompt (goal or topic {self.resolve_topic_name(self.params.prompt_topic)})"
         return build_request(
@@ -308,7 +321,7 @@ class ImagineNode(Node):
             image_msg=image,
             object_mask_msg=object_mask,
             placement_mask_msg=placement_mask,
-            actor_mask_msg=goal.actor_mask,
+            actor_mask_msg=actor_mask,
             mode=goal.mode,
             prompt=prompt,
             params=self.params,

@@ -67,6 +67,14 @@ class ImagineParameters:
     object_mask_topic: str = _param("object_mask", "Input mask of the object to act on (sensor_msgs/Image).")
     placement_mask_topic: str = _param("placement_mask", "Input target placement mask, mode 'position'.")
     prompt_topic: str = _param("prompt", "Input action description (std_msgs/String), latest value kept.")
+    use_actor_mask: bool = _param(
+        False,
+        "Also synchronize a first-frame actor mask (robot arm, from the robot's segmentation or kinematics) "
+        "on actor_mask_topic and pass it to the model; an all-zero mask means no actor visible.",
+    )
+    actor_mask_topic: str = _param(
+        "actor_mask", "Input first-frame actor mask (sensor_msgs/Image mono8/8UC1), when use_actor_mask."
+    )
     mask_trajectory_topic: str = _param("imagination/mask_trajectory", "Output mask2iv_ros/MaskTrajectory.")
     rollout_topic: str = _param("imagination/rollout", "Output mask2iv_ros/ImaginedRollout.")
     overlay_topic: str = _param("imagination/overlay", "Output per-frame overlay of the masks on the input image.")

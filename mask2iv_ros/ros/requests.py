@@ -148,6 +148,7 @@ def build_request(
             )
         placement_mask = _mask(placement_mask_msg, "placement_mask", image.shape[:2])
 
+    # Unlike the object mask, an all-zero actor mask is valid: no actor visible in the first frame.
     actor_mask = None
     if actor_mask_msg is not None and not is_empty(actor_mask_msg):
         try:
