@@ -88,7 +88,7 @@ def latent_scale(autoencoder: AutoencoderKL, dataset: Mask2IVDataset, max_items:
 def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, lr: float = 1e-3,
               resolution=(64, 64), num_frames: int = 8, frame_stride: int = 2,
               block_out_channels=(32, 64, 64), seed: int = 0, progress: bool = True,
-              init_from: str | None = None) -> dict:
+              init_from: str | None = None, salient_boost: float = SALIENT_BOOST) -> dict:
     """Train, calibrate the latent scale, and write a diffusers AutoencoderKL folder atomically."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -109,7 +109,7 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
         # the content in noise and the decoder settles on the mean image (seen: a grey blur).
         # The pipeline itself encodes with the mean, and the KL term keeps the latents bounded.
         reconstruction = autoencoder.decode(posterior.mode()).sample
-        weights = salient_pixel_weights(frames)
+        weights = salient_pixel_weights(frames, salient_boost)
         l1 = ((reconstruction - frames).abs() * weights).mean()
         mse = ((reconstruction - frames).pow(2) * weights).mean()
         loss = l1 + mse + KL_WEIGHT * posterior.kl().mean()
@@ -131,7 +131,7 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     (staging / "training_log.json").write_text(json.dumps(
         {"data": str(data), "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
          "resolution": list(resolution), "block_out_channels": list(block_out_channels),
-         "init_from": init_from, "salient_boost": SALIENT_BOOST,
+         "init_from": init_from, "salient_boost": salient_boost,
          "scaling_factor": scale, "history": history}))
     if output.exists():
         shutil.rmtree(output)
@@ -152,10 +152,12 @@ def main(argv=None) -> int:
     parser.add_argument("--block-out-channels", type=int, nargs="+", default=(32, 64, 64))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", default=None, help="continue from an AutoencoderKL folder")
+    parser.add_argument("--salient-boost", type=float, default=SALIENT_BOOST,
+                        help="extra loss weight of pixels that stand out from the table (0 = off)")
     args = parser.parse_args(argv)
     result = train_vae(args.data, args.output, args.steps, args.batch_size, args.lr, args.resolution,
                        args.num_frames, args.frame_stride, args.block_out_channels, args.seed,
-                       init_from=args.init_from)
+                       init_from=args.init_from, salient_boost=args.salient_boost)
     print(json.dumps(result, indent=2))
     return 0
 
