@@ -84,25 +84,25 @@ def _encode(object_masks: np.ndarray, actor_masks: np.ndarray | None,
 def encode_masks(object_mask: Any, actor_mask: Any = None,
                  palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
     """Colour-code one frame: bool ``[H, W]`` masks -> uint8 ``[H, W, 3]``."""
-    object_mask = _as_bool_mask("object_mask", object_mask, 2)
-    if actor_mask is not None:
-        actor_mask = _as_bool_mask("actor_mask", actor_mask, 2)
-        if actor_mask.shape != object_mask.shape:
-            raise ValueError(f"actor_mask: expected shape {object_mask.shape} matching "
-                             f"object_mask, got {actor_mask.shape}")
-    return _encode(object_mask, actor_mask, palette)
+    return _encode(*_object_and_actor(object_mask, actor_mask, "object_mask", "actor_mask", 2), palette)
 
 
 def encode_mask_video(object_masks: Any, actor_masks: Any = None,
                       palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
     """Colour-code a mask video: bool ``[T, H, W]`` masks -> uint8 ``[T, H, W, 3]``."""
-    object_masks = _as_bool_mask("object_masks", object_masks, 3)
-    if actor_masks is not None:
-        actor_masks = _as_bool_mask("actor_masks", actor_masks, 3)
-        if actor_masks.shape != object_masks.shape:
-            raise ValueError(f"actor_masks: expected shape {object_masks.shape} matching "
-                             f"object_masks, got {actor_masks.shape}")
-    return _encode(object_masks, actor_masks, palette)
+    return _encode(*_object_and_actor(object_masks, actor_masks, "object_masks", "actor_masks", 3), palette)
+
+
+def _object_and_actor(object_mask: Any, actor_mask: Any, object_name: str, actor_name: str,
+                      ndim: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Both masks as bool arrays of ``ndim`` dims; the actor's (optional) must match in shape."""
+    object_mask = _as_bool_mask(object_name, object_mask, ndim)
+    if actor_mask is not None:
+        actor_mask = _as_bool_mask(actor_name, actor_mask, ndim)
+        if actor_mask.shape != object_mask.shape:
+            raise ValueError(f"{actor_name}: expected shape {object_mask.shape} matching "
+                             f"{object_name}, got {actor_mask.shape}")
+    return object_mask, actor_mask
 
 
 def palette_labels(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:

@@ -168,15 +168,9 @@ class OpenCLIPImageEncoder(ImageEncoder):
 
     def __init__(self, arch: str = "ViT-H-14", path: str | os.PathLike | None = None) -> None:
         super().__init__()
-        try:
-            import open_clip
-        except ImportError as error:
-            raise ImportError("OpenCLIPImageEncoder needs the optional 'open_clip' package "
-                              "(pip install open_clip_torch); or use CLIPVisionEncoder") from error
-        if path is not None and not os.path.isfile(path):
-            raise FileNotFoundError(f"path: expected a local OpenCLIP weights file, got {path!r}")
-        model = open_clip.create_model(arch, pretrained=os.fspath(path) if path else None,
-                                       device="cpu")
+        from .text_encoder import create_open_clip_model
+
+        model = create_open_clip_model(arch, path, "OpenCLIPImageEncoder (or use CLIPVisionEncoder)")
         self.visual = model.visual.eval().requires_grad_(False)
         if getattr(self.visual, "input_patchnorm", False):
             raise ValueError(f"arch: {arch} uses input patchnorm, which is not supported")

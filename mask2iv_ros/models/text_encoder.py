@@ -201,6 +201,17 @@ def byte_level_tokenizer(max_length: int) -> Any:
                                    pad_token=pad, model_max_length=max_length)
 
 
+def create_open_clip_model(arch: str, path: str | os.PathLike | None, user: str) -> Any:
+    """An OpenCLIP model of `arch` on CPU, with weights from a local file (never from a hub)."""
+    try:
+        import open_clip
+    except ImportError as error:
+        raise ImportError(f"{user} needs the optional 'open_clip' package (pip install open_clip_torch)") from error
+    if path is not None and not os.path.isfile(path):
+        raise FileNotFoundError(f"path: expected a local OpenCLIP weights file, got {path!r}")
+    return open_clip.create_model(arch, pretrained=os.fspath(path) if path else None, device="cpu")
+
+
 class OpenCLIPTextEncoder(TextEncoder):
     """OpenCLIP text tower as in DynamiCrafter (``FrozenOpenCLIPEmbedder``, layer "penultimate").
 
@@ -212,15 +223,7 @@ class OpenCLIPTextEncoder(TextEncoder):
     def __init__(self, arch: str = "ViT-H-14", path: str | os.PathLike | None = None,
                  max_length: int = 77) -> None:
         super().__init__()
-        try:
-            import open_clip
-        except ImportError as error:
-            raise ImportError("OpenCLIPTextEncoder needs the optional 'open_clip' package "
-                              "(pip install open_clip_torch)") from error
-        if path is not None and not os.path.isfile(path):
-            raise FileNotFoundError(f"path: expected a local OpenCLIP weights file, got {path!r}")
-        model = open_clip.create_model(arch, pretrained=os.fspath(path) if path else None,
-                                       device="cpu")
+        model = create_open_clip_model(arch, path, "OpenCLIPTextEncoder")
         del model.visual  # text tower only
         self.model = model.eval().requires_grad_(False)
         self.tokenize = open_clip.get_tokenizer(arch)
