@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from mask2iv_ros.ros.parameters import TINY_RANDOM_MODEL
+from mask2iv_ros.ros.parameters import EMBEDDED_MODEL, TINY_RANDOM_MODEL
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -34,6 +34,10 @@ def load_pipeline(model_path: str, device: str) -> tuple[Any, str]:
 
         pipeline = build_tiny_pipeline().to(device)
         return pipeline, f"{TINY_RANDOM_MODEL}:{pipeline.config.model_id}"
+    if model_path == EMBEDDED_MODEL:
+        from mask2iv_ros.demo import EMBEDDED_MODEL as embedded_folder
+
+        model_path = str(embedded_folder)
     folder = Path(model_path).expanduser().resolve()
     if not (folder / "model_index.json").is_file():
         raise ModelNotFoundError(

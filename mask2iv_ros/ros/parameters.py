@@ -17,6 +17,8 @@ MODES = ("text", "position")
 TRIGGERS = ("each", "rate", "on_demand")
 BUSY_POLICIES = ("queue", "reject")
 TINY_RANDOM_MODEL = "tiny-random"
+# The embedded default model (mask2iv_ros/assets/default_model), so that a bare start serves it.
+EMBEDDED_MODEL = "embedded"
 _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -28,8 +30,9 @@ def _param(default: Any, description: str, read_only: bool = True) -> Any:
 class ImagineParameters:
     # Model
     model_path: str = _param(
-        "models/mask2iv",
+        EMBEDDED_MODEL,
         "Mask2IV checkpoint folder (model_index.json + components). "
+        f"'{EMBEDDED_MODEL}' = the small model shipped in the package (synthetic 64x64 tabletop only). "
         f"'{TINY_RANDOM_MODEL}' builds a tiny randomly initialised pipeline: for tests only, its outputs are noise.",
     )
     device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N.")

@@ -23,3 +23,13 @@ def test_saved_checkpoint_loads_with_a_content_model_id(tmp_path, tiny_pipeline)
 def test_tiny_random_is_for_tests():
     pipeline, model_id = load_pipeline("tiny-random", "cpu")
     assert model_id.startswith("tiny-random:") and set(pipeline.modes) == {"text", "position"}
+
+
+def test_embedded_default_is_served_by_name():
+    from mask2iv_ros.ros.parameters import defaults
+
+    assert defaults()["model_path"] == "embedded"  # a bare start serves the packaged model
+    pipeline, model_id = load_pipeline("embedded", "cpu")
+    assert model_id.startswith("default_model@")
+    assert set(pipeline.modes) == {"text", "position"}
+    assert pipeline.resolution == (64, 64)
