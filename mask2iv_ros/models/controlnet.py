@@ -179,42 +179,19 @@ class ControlledVideoUNet(nn.Module):
                 context: torch.Tensor | None = None, fs: torch.Tensor | int | None = None,
                 control_hint: torch.Tensor | None = None,
                 control_scale: float = 1.0) -> torch.Tensor:
-        unet, cfg = self.unet, self.unet.config
-        batch, num_frames, height, width = unet._check_input(x)
-        timesteps = unet._per_sample("timesteps", timesteps, batch, x.device)
-        fs = unet._per_sample("fs", cfg.default_fs if fs is None else fs, batch, x.device)
-        frame_context = unet._frame_context(context, batch, num_frames)
-        emb = time_embedding(unet, cfg, timesteps, fs, x.dtype, num_frames)
+        if control_hint is None:
+            return self.unet(x, timesteps, context, fs)
+        batch, num_frames, height, width = self.unet._check_input(x)
+        expected = (batch, self.controlnet.hint_channels, num_frames, height, width)
+        if not isinstance(control_hint, torch.Tensor) or tuple(control_hint.shape) != expected:
+            got = tuple(control_hint.shape) if isinstance(control_hint, torch.Tensor) else type(control_hint).__name__
+            raise ValueError(f"control_hint: expected the trajectory latent of shape {list(expected)}, got {got}")
+        hint = control_hint.transpose(1, 2).reshape(batch * num_frames, -1, height, width)
 
-        def fold(t: torch.Tensor) -> torch.Tensor:
-            return t.transpose(1, 2).reshape(batch * num_frames, -1, height, width)
+        def branch(h, timesteps, fs, frame_context, num_frames):
+            return self.controlnet(h, hint, timesteps, fs, frame_context, num_frames)
 
-        h = fold(x)
-        residuals, middle_residual = None, None
-        if control_hint is not None:
-            expected = (batch, self.controlnet.hint_channels, num_frames, height, width)
-            if not isinstance(control_hint, torch.Tensor) or tuple(control_hint.shape) != expected:
-                got = tuple(control_hint.shape) if isinstance(control_hint, torch.Tensor) else type(control_hint).__name__
-                raise ValueError(f"control_hint: expected the trajectory latent of shape {list(expected)}, got {got}")
-            residuals, middle_residual = self.controlnet(h, fold(control_hint), timesteps, fs,
-                                                         frame_context, num_frames)
-
-        skips = []
-        for index, block in enumerate(unet.input_blocks):
-            h = block(h, emb, frame_context, num_frames)
-            if index == 0 and cfg.addition_attention:
-                h = unet.init_attn(h, emb, frame_context, num_frames)
-            skips.append(h)
-        h = unet.middle_block(h, emb, frame_context, num_frames)
-        if residuals is not None:
-            # ControlNet adds to what the decoder reads (skips, middle output), not to the
-            # encoder path itself.
-            skips = [skip + control_scale * res for skip, res in zip(skips, residuals)]
-            h = h + control_scale * middle_residual
-        for block in unet.output_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb, frame_context, num_frames)
-        out = unet.out(h).type(x.dtype)
-        return out.view(batch, num_frames, -1, height, width).transpose(1, 2)
+        return self.unet(x, timesteps, context, fs, control=branch, control_scale=control_scale)
 
 
 class FixedHintUNet(nn.Module):

@@ -182,19 +182,26 @@ class VideoUNet(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor | int | float,
                 context: torch.Tensor | None = None,
-                fs: torch.Tensor | int | None = None) -> torch.Tensor:
+                fs: torch.Tensor | int | None = None, control=None,
+                control_scale: float = 1.0) -> torch.Tensor:
+        """``control``: optional ``fn(h, timesteps, fs, frame_context, num_frames) -> (skip
+        residuals, middle residual)`` run on the frame-folded input (a ControlNet-style branch);
+        its outputs, times ``control_scale``, are added to what the decoder reads."""
         cfg = self.config
         batch, num_frames, height, width = self._check_input(x)
         timesteps = self._per_sample("timesteps", timesteps, batch, x.device)
         frame_context = self._frame_context(context, batch, num_frames)
 
         emb = self.time_embed(sinusoidal_embedding(timesteps, cfg.model_channels).to(x.dtype))
-        if cfg.fs_condition:
+        if cfg.fs_condition or control is not None:
             fs = self._per_sample("fs", cfg.default_fs if fs is None else fs, batch, x.device)
+        if cfg.fs_condition:
             emb = emb + self.fps_embedding(sinusoidal_embedding(fs, cfg.model_channels).to(x.dtype))
         emb = emb.repeat_interleave(num_frames, dim=0)
 
         h = x.transpose(1, 2).reshape(batch * num_frames, -1, height, width)
+        residuals, middle_residual = (control(h, timesteps, fs, frame_context, num_frames)
+                                      if control is not None else (None, None))
         skips = []
         for index, block in enumerate(self.input_blocks):
             h = block(h, emb, frame_context, num_frames)
@@ -202,6 +209,11 @@ class VideoUNet(nn.Module):
                 h = self.init_attn(h, emb, frame_context, num_frames)
             skips.append(h)
         h = self.middle_block(h, emb, frame_context, num_frames)
+        if residuals is not None:
+            # ControlNet adds to what the decoder reads (skips, middle output), not to the
+            # encoder path itself.
+            skips = [skip + control_scale * res for skip, res in zip(skips, residuals)]
+            h = h + control_scale * middle_residual
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, frame_context, num_frames)
         out = self.out(h).type(x.dtype)
