@@ -228,6 +228,12 @@ class TrainConfig:
     output_dir: str = "runs/mask2iv"
     seed: int = 0
     max_steps: int = 10000
+    # Wall-clock budget of a fresh run (a GPU lease, a cluster job's time limit): after
+    # ``time_budget_probe_steps`` steps the measured speed sets ``max_steps`` (never above the
+    # configured value) so that training, and its LR schedule, ends within the budget. The
+    # chosen value is logged and written to config.yaml / checkpoints, so --resume keeps it.
+    time_budget_minutes: Optional[float] = None
+    time_budget_probe_steps: int = 30
     # auto: bf16 on CUDA if supported, else fp16; no mixed precision on CPU.
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     cpu: bool = False
@@ -291,6 +297,11 @@ class TrainConfig:
                             self.optim.gradient_accumulation_steps),
                            ("diffusion.num_train_timesteps", self.diffusion.num_train_timesteps)):
             require(value > 0, key, "a positive integer", value)
+        if self.time_budget_minutes is not None:
+            require(self.time_budget_minutes > 0, "time_budget_minutes",
+                    "a positive number of minutes or null", self.time_budget_minutes)
+        require(self.time_budget_probe_steps >= 5, "time_budget_probe_steps", "an integer >= 5",
+                self.time_budget_probe_steps)
         for key, value in (("data.height", self.data.height), ("data.width", self.data.width)):
             require(value % 8 == 0, key, "a multiple of 8 (VAE downsampling)", value)
         require(0.0 <= self.data.test_fraction < 1.0, "data.test_fraction", "a fraction in [0, 1)",

@@ -89,11 +89,13 @@ class StageInputs:
     """Callable building :class:`DiffusionInputs` from a collated batch (frozen encoders)."""
 
     def __init__(self, config: TrainConfig, vae: VideoVAE, text_encoder: TextEncoder,
-                 device: torch.device) -> None:
+                 device: torch.device, autocast_dtype: Optional[torch.dtype] = None) -> None:
         self.config = config
         self.vae = vae
         self.text_encoder = text_encoder
-        self.device = device
+        self.device = torch.device(device)
+        # bf16 training: the frozen encoders run under autocast (their weights stay fp32).
+        self.autocast_dtype = autocast_dtype
 
     # ------------------------------------------------------------------ helpers
     def _to_device(self, tensor: Any) -> torch.Tensor:
@@ -139,9 +141,11 @@ class StageInputs:
     @torch.no_grad()
     def __call__(self, batch: Mapping[str, Any], host_rng: np.random.Generator,
                  generator: torch.Generator) -> DiffusionInputs:
-        if self.config.is_trajectory_stage:
-            return self._trajectory(batch, host_rng, generator)
-        return self._video(batch, host_rng, generator)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            if self.config.is_trajectory_stage:
+                return self._trajectory(batch, host_rng, generator)
+            return self._video(batch, host_rng, generator)
 
     def _trajectory(self, batch, host_rng, generator) -> DiffusionInputs:
         cfg = self.config

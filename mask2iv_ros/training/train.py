@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -76,6 +77,36 @@ def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
     return requested
 
 
+class TimeBudget:
+    """Chooses ``max_steps`` from the speed measured over the first steps of a fresh run.
+
+    The first few steps (allocator, cuDNN autotuning, data-loader start) are left out of the
+    speed; 3 % of the budget is kept for the final checkpoint and export.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.start = time.perf_counter()
+        self.probe_step = config.time_budget_probe_steps
+        self.warm_step = max(1, min(5, self.probe_step // 3))
+        self.warm_time: Optional[float] = None
+
+    def observe(self, step: int, synchronize) -> Optional[int]:
+        """Call after each step; returns the new max_steps once, at the probe step."""
+        if step == self.warm_step:
+            synchronize(0.0)
+            self.warm_time = time.perf_counter()
+            return None
+        if step != self.probe_step or self.warm_time is None:
+            return None
+        synchronize(0.0)
+        now = time.perf_counter()
+        seconds_per_step = synchronize((now - self.warm_time) / (step - self.warm_step))
+        remaining = 0.97 * 60.0 * self.config.time_budget_minutes - (now - self.start)
+        fitted = step + max(0, int(remaining / seconds_per_step))
+        return max(step, min(self.config.max_steps, fitted))
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs the optimisation loop."""
 
@@ -92,12 +123,16 @@ class Trainer:
         self.show_progress = show_progress and acc.is_local_main_process
         set_seed(config.seed)  # python / numpy / torch global RNGs (UNet init, dropout)
 
-        # Frozen encoders; bf16 under bf16 training, else fp32 (fp16 VAEs can overflow).
-        frozen_dtype = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float32
+        # Frozen encoders keep fp32 weights (export writes them, and other stages exporting into
+        # the same pipeline compare against them) and run under bf16 autocast in bf16 training;
+        # fp16 is not used for them (fp16 VAEs can overflow).
+        frozen_dtype = torch.float32
         self.vae = freeze(build_vae(config.model.vae)).to(self.device, frozen_dtype)
         self.text_encoder = freeze(build_text_encoder(config.model.text_encoder)).to(
             self.device, frozen_dtype)
-        self.stage_inputs = StageInputs(config, self.vae, self.text_encoder, self.device)
+        self.stage_inputs = StageInputs(
+            config, self.vae, self.text_encoder, self.device,
+            autocast_dtype=torch.bfloat16 if acc.mixed_precision == "bf16" else None)
         # model.init_from is read once for the UNet, Resampler and image encoder.
         checkpoints = CheckpointReader()
         with torch.random.fork_rng(devices=[]):  # the UNet init does not depend on it
@@ -319,12 +354,20 @@ class Trainer:
         logged: list[float] = []
         window_loss = torch.zeros((), device=self.device)
         window_steps, window_start = 0, time.perf_counter()
+        budget = TimeBudget(cfg) if cfg.time_budget_minutes and self.global_step == 0 else None
         while self.global_step < cfg.max_steps:
             step_loss, grad_norm = self.train_step(batches)
             window_loss += step_loss
             window_steps += 1
             progress.update(1)
             step = self.global_step
+            if budget is not None:
+                fitted = budget.observe(step, self._synchronize)
+                if fitted is not None:
+                    self.set_max_steps(fitted)
+                    progress.total = cfg.max_steps
+                    progress.refresh()
+                    budget = None
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 # One host sync per logging interval (not per step).
                 loss = acc.reduce(window_loss / window_steps, reduction="mean").item()
@@ -353,6 +396,30 @@ class Trainer:
         if cfg.export_at_end:
             self.export()
         return logged
+
+    def _synchronize(self, value: float) -> float:
+        """Wait for the device, then ``value`` averaged over processes (one host sync)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return float(self.accelerator.reduce(torch.tensor(value, device=self.device),
+                                             reduction="mean").item())
+
+    def set_max_steps(self, max_steps: int) -> None:
+        """Shorten the run to ``max_steps`` (time budget): the LR schedule is rebuilt for the
+        new length and brought to the current step, and config.yaml records the new value."""
+        cfg = self.config
+        logger.info("time budget of %.1f min: max_steps %d -> %d", cfg.time_budget_minutes,
+                    cfg.max_steps, max_steps)
+        cfg.max_steps = int(max_steps)
+        self.lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, self.optimizer,
+                                          num_warmup_steps=cfg.optim.warmup_steps,
+                                          num_training_steps=cfg.max_steps)
+        with warnings.catch_warnings():  # "step() before optimizer.step()": replaying steps
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(self.global_step):
+                self.lr_scheduler.step()
+        if self.accelerator.is_main_process:
+            (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
 
     def plot(self) -> Path:
         return plot_loss_curve(self.output_dir / "metrics.csv", self.output_dir / "loss.png",

@@ -18,11 +18,13 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mask2iv_ros.data.dataset import Mask2IVDataset
@@ -49,16 +51,32 @@ def small_vae_config(block_out_channels=(32, 64, 64), latent_channels: int = 4, 
                 act_fn="silu", scaling_factor=1.0)
 
 
-def _frame_batches(dataset: Mask2IVDataset, batch_size: int, rng: np.random.Generator):
-    """Endless batches of single frames [B, 3, H, W] in [-1, 1], half RGB, half color-coded masks."""
+def _stack_frames(items: list[dict]) -> torch.Tensor:
+    """Clips -> their RGB and mask frames as one batch of images ``[N * 2T, 3, H, W]``."""
+    return torch.cat([torch.cat([item["video"], item["mask_video"]], dim=1).transpose(0, 1)
+                      for item in items])
+
+
+def _frame_batches(dataset: Mask2IVDataset, batch_size: int, seed: int, num_workers: int = 0):
+    """Endless batches of single frames [B, 3, H, W] in [-1, 1], drawn from the RGB frames and
+    color-coded mask frames of a few shuffled clips (clips are loaded by DataLoader workers)."""
+    frames_per_item = 2 * dataset.num_frames
+    items = max(1, math.ceil(batch_size / frames_per_item))
+    loader = DataLoader(dataset, batch_size=items, shuffle=True, drop_last=True,
+                        num_workers=num_workers, persistent_workers=num_workers > 0,
+                        generator=torch.Generator().manual_seed(seed),
+                        collate_fn=_stack_frames)
+    order = torch.Generator().manual_seed(seed + 1)
+    leftover = None
     while True:
-        for index in rng.permutation(len(dataset)):
-            item = dataset[int(index)]
-            frames = torch.cat([item["video"], item["mask_video"]], dim=1)  # [3, 2T, H, W]
-            frames = frames.permute(1, 0, 2, 3)
-            for chunk in frames[torch.from_numpy(rng.permutation(frames.shape[0]))].split(batch_size):
-                if chunk.shape[0] == batch_size:
-                    yield chunk
+        for frames in loader:  # [items * 2T, 3, H, W]
+            frames = frames[torch.randperm(frames.shape[0], generator=order)]
+            if leftover is not None:
+                frames = torch.cat([leftover, frames])
+            usable = frames.shape[0] - frames.shape[0] % batch_size
+            for chunk in frames[:usable].split(batch_size):
+                yield chunk
+            leftover = frames[usable:] if usable < frames.shape[0] else None
 
 
 @torch.no_grad()
@@ -81,29 +99,50 @@ def latent_scale(autoencoder: AutoencoderKL, dataset: Mask2IVDataset, max_items:
     for index in range(min(len(dataset), max_items)):
         item = dataset[index]
         frames = torch.cat([item["video"], item["mask_video"]], dim=1).permute(1, 0, 2, 3)
+        frames = frames.to(autoencoder.device)
         latents.append(autoencoder.encode(frames).latent_dist.mode().flatten())
     return float(1.0 / torch.cat(latents).std())
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: the first CUDA device when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, lr: float = 1e-3,
               resolution=(64, 64), num_frames: int = 8, frame_stride: int = 2,
               block_out_channels=(32, 64, 64), seed: int = 0, progress: bool = True,
-              init_from: str | None = None, salient_boost: float = SALIENT_BOOST) -> dict:
-    """Train, calibrate the latent scale, and write a diffusers AutoencoderKL folder atomically."""
+              init_from: str | None = None, salient_boost: float = SALIENT_BOOST,
+              device: str = "auto", num_workers: int = 0,
+              time_budget_minutes: float | None = None, log_every: int = 10) -> dict:
+    """Train, calibrate the latent scale, and write a diffusers AutoencoderKL folder atomically.
+
+    ``time_budget_minutes``: ``steps`` becomes the number of steps that fit the budget, measured
+    over the first 30 steps (never more than ``steps``; the cosine schedule follows it).
+    """
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    device = resolve_device(device)
     dataset = Mask2IVDataset(data, num_frames=num_frames, frame_stride=frame_stride,
                              resolution=tuple(resolution), split="train", seed=seed)
     autoencoder = (AutoencoderKL.from_pretrained(init_from, local_files_only=True) if init_from
                    else AutoencoderKL(**small_vae_config(block_out_channels)))
+    autoencoder.to(device)
     optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=lr, weight_decay=0.0)
+    plan = {"steps": steps}  # the schedule reads the (possibly budget-fitted) length
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    batches = _frame_batches(dataset, batch_size, rng)
+        optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, plan["steps"]) / plan["steps"])))
+    batches = _frame_batches(dataset, batch_size, seed, num_workers)
     history = []
-    bar = tqdm(range(steps), desc="vae", disable=not progress)
-    for step in bar:
-        frames = next(batches)
+    window = torch.zeros(2, device=device)
+    window_steps = 0
+    start = time.perf_counter()
+    probe = (5, 30) if time_budget_minutes else None
+    bar = tqdm(total=steps, desc="vae", disable=not progress)
+    step = 0
+    while step < plan["steps"]:
+        frames = next(batches).to(device, non_blocking=True)
         posterior = autoencoder.encode(frames).latent_dist
         # Decode the posterior mean: sampling from the still-wide initial posterior (std ~1) buries
         # the content in noise and the decoder settles on the mean image (seen: a grey blur).
@@ -117,9 +156,29 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
         loss.backward()
         optimizer.step()
         schedule.step()
-        history.append({"step": step + 1, "loss": float(loss.detach()), "l1": float(l1.detach())})
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        step += 1
+        bar.update(1)
+        window += torch.stack([loss.detach(), l1.detach()])
+        window_steps += 1
+        if step % log_every == 0 or step == plan["steps"]:
+            mean_loss, mean_l1 = (window / window_steps).tolist()  # one host sync per window
+            history.append({"step": step, "loss": mean_loss, "l1": mean_l1})
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            window.zero_()
+            window_steps = 0
+        if probe is not None and step == probe[0]:
+            _synchronize(device)
+            warm = time.perf_counter()
+        elif probe is not None and step == probe[1]:
+            _synchronize(device)
+            now = time.perf_counter()
+            remaining = 0.97 * 60.0 * time_budget_minutes - (now - start)
+            fitted = step + max(0, int(remaining / ((now - warm) / (probe[1] - probe[0]))))
+            plan["steps"] = max(step, min(steps, fitted))
+            bar.total = plan["steps"]
+            bar.refresh()
+            probe = None
+    bar.close()
     autoencoder.eval()
     scale = latent_scale(autoencoder, dataset)
     autoencoder.register_to_config(scaling_factor=scale)
@@ -127,16 +186,23 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".vae-", dir=output.parent))
-    VideoVAE(autoencoder).save_pretrained(staging)
+    VideoVAE(autoencoder.to("cpu")).save_pretrained(staging)
     (staging / "training_log.json").write_text(json.dumps(
-        {"data": str(data), "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+        {"data": str(data), "steps": plan["steps"], "batch_size": batch_size, "lr": lr, "seed": seed,
          "resolution": list(resolution), "block_out_channels": list(block_out_channels),
-         "init_from": init_from, "salient_boost": salient_boost,
+         "init_from": init_from, "salient_boost": salient_boost, "device": device.type,
+         "time_budget_minutes": time_budget_minutes, "seconds": time.perf_counter() - start,
          "scaling_factor": scale, "history": history}))
     if output.exists():
         shutil.rmtree(output)
     os.replace(staging, output)
-    return {"scaling_factor": scale, "final_l1": history[-1]["l1"], "output": str(output)}
+    return {"scaling_factor": scale, "steps": plan["steps"], "final_l1": history[-1]["l1"],
+            "output": str(output)}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main(argv=None) -> int:
@@ -154,10 +220,19 @@ def main(argv=None) -> int:
     parser.add_argument("--init-from", default=None, help="continue from an AutoencoderKL folder")
     parser.add_argument("--salient-boost", type=float, default=SALIENT_BOOST,
                         help="extra loss weight of pixels that stand out from the table (0 = off)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda:N")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers loading clips")
+    parser.add_argument("--time-budget-minutes", type=float, default=None,
+                        help="fit the number of steps (at most --steps) into this wall-clock budget")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1:
+        parser.error("--steps/--batch-size: expected positive integers")
     result = train_vae(args.data, args.output, args.steps, args.batch_size, args.lr, args.resolution,
                        args.num_frames, args.frame_stride, args.block_out_channels, args.seed,
-                       init_from=args.init_from, salient_boost=args.salient_boost)
+                       progress=not args.no_progress, init_from=args.init_from,
+                       salient_boost=args.salient_boost, device=args.device,
+                       num_workers=args.num_workers, time_budget_minutes=args.time_budget_minutes)
     print(json.dumps(result, indent=2))
     return 0
 
