@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# Rebuilds the embedded default model (mask2iv_ros/assets/default_model) and the demo bag from
-# nothing, on CPU, with the project's own commands: what produced the committed model
-# (about 90 minutes on 2 CPU cores; the two stage-1 runs and stage 2 can run side by side with
-# OMP_NUM_THREADS=1 each).
+# Rebuilds the embedded default model (mask2iv_ros/assets/default_model) and the demo bag with the
+# project's own commands: what produced the committed model.
+#
+# 1. scripts/train_embedded_default_gpu.sh on one GPU (an H100 was used): 4000 synthetic
+#    episodes, the VAE (2 min) and the three UNets side by side (5 min each, batch 32).
+#    It runs on CPU too, only far slower (set VAE_MINUTES / UNET_MINUTES accordingly).
+# 2. Each UNet continued on 2 CPU cores for 45 minutes (batch 4, lr 2e-4, the three side by
+#    side with one thread each) from the exported weights (model.init_from = the UNet folder),
+#    on the 400 episodes of shard 0.
+# 3. Export into one pipeline folder, then build the assets and the demo bag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
-mask2iv-make-synthetic runs/embedded_train --episodes 400 --seed 2026 --height 64 --width 64 --frames 16 --fps 4
-# VAE in two phases: plain reconstruction, then with object/mask pixels weighted up (see train_vae.py).
-mask2iv-train-vae --data runs/embedded_train --output runs/embedded_vae_stage_a --steps 2500 --batch-size 8 \
-  --lr 1e-3 --block-out-channels 32 64 64 --salient-boost 0
-mask2iv-train-vae --data runs/embedded_train --output runs/embedded_vae --steps 1500 --batch-size 8 \
-  --lr 5e-4 --init-from runs/embedded_vae_stage_a
-rm -rf runs/embedded_pipeline
-mask2iv-train --config training/embedded_stage1_position.yaml --override max_steps=600
-mask2iv-train --config training/embedded_stage1_text.yaml --override max_steps=600
-mask2iv-train --config training/embedded_stage2.yaml --override max_steps=600
-# PT-Gen and stage 2 were then continued to 1200 steps (a warm restart of the cosine schedule):
-mask2iv-train --config training/embedded_stage1_position.yaml --resume --override max_steps=1200
-mask2iv-train --config training/embedded_stage2.yaml --resume --override max_steps=1200
-python -m mask2iv_ros.assets.build --pipeline runs/embedded_pipeline --vae-run runs/embedded_vae --demo-steps 25 \
-  --runs runs/embedded_stage1_position runs/embedded_stage1_text runs/embedded_stage2
+GPU_RUNS=${GPU_RUNS:-runs/gpu}
+[ -f "$GPU_RUNS/embedded_pipeline/video_unet/model.safetensors" ] || PYTHON=python scripts/train_embedded_default_gpu.sh "$GPU_RUNS"
+declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text [stage2]=video_unet)
+for part in stage1_position stage1_text stage2; do
+  OMP_NUM_THREADS=1 mask2iv-train --config "$GPU_RUNS/embedded_$part/config.yaml" --no-progress \
+    --override "output_dir=runs/ft_$part" --override "model.init_from=$GPU_RUNS/embedded_pipeline/${component[$part]}" \
+    --override "model.vae.path=$GPU_RUNS/embedded_vae" --override "data.root=$GPU_RUNS/embedded_train/shard0" \
+    --override max_steps=100000 --override time_budget_minutes=45 --override time_budget_probe_steps=10 \
+    --override optim.batch_size=4 --override optim.lr=2e-4 --override optim.warmup_steps=0 \
+    --override data.num_workers=0 --override checkpoint_every=200 --override log_every=10 \
+    --override plot_every=100 --override export_at_end=false --override export_dir=runs/ft_pipeline \
+    > "runs/ft_$part.log" 2>&1 &
+done
+wait
+for part in stage1_position stage1_text stage2; do
+  mask2iv-train --config "runs/ft_$part/config.yaml" --export
+done
+python -m mask2iv_ros.assets.build --pipeline runs/ft_pipeline --vae-run "$GPU_RUNS/embedded_vae" --demo-steps 25 \
+  --runs "$GPU_RUNS/embedded_stage1_position" "$GPU_RUNS/embedded_stage1_text" "$GPU_RUNS/embedded_stage2" \
+  runs/ft_stage1_position runs/ft_stage1_text runs/ft_stage2

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors.torch import load_file
 from diffusers import AutoencoderKL, DDPMScheduler
 from torch import nn
 
@@ -149,11 +150,26 @@ def build_unet(cfg: ModelConfig, text_encoder: TextEncoder, num_frames: int,
     config = unet_config(cfg, text_encoder, num_frames, latent_channels)
     check_image_branch(cfg, config)
     unet = VideoUNet(config)
-    if cfg.init_from:
+    if cfg.init_from and Path(cfg.init_from).is_dir():
+        _load_unet_folder(unet, Path(cfg.init_from))
+    elif cfg.init_from:
         _load_dynamicrafter(unet, cfg.init_from, checkpoints or CheckpointReader())
     if cfg.gradient_checkpointing:
         unet.set_gradient_checkpointing(True)
     return unet
+
+
+def _load_unet_folder(unet: VideoUNet, folder: Path) -> None:
+    """Continue from a Mask2IV UNet folder (a pipeline's ``video_unet/`` etc., or
+    ``VideoUNet.save_pretrained``): same architecture, every tensor with its shape (strict)."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"model.init_from: expected a DynamiCrafter checkpoint file or a "
+                                f"UNet folder with model.safetensors, got {folder}")
+    state = load_file(str(weights))
+    check_state_dict(unet.state_dict(), state, "model.init_from", str(folder), "UNet")
+    unet.load_state_dict(state, strict=True)
+    logger.info("model.init_from: UNet weights from %s", folder)
 
 
 def _load_dynamicrafter(unet: VideoUNet, path: str, checkpoints: CheckpointReader) -> None:

@@ -145,7 +145,9 @@ class ModelConfig:
     # context_dim, text_context_len and temporal_length are derived (VAE, text encoder, data).
     unet_preset: Literal["dynamicrafter_512", "tiny"] = "dynamicrafter_512"
     unet: dict = field(default_factory=dict)
-    # Local DynamiCrafter checkpoint (model.ckpt / *.safetensors) to initialise the UNet from
+    # A Mask2IV UNet folder (config.json + model.safetensors, e.g. a pipeline's video_unet/) to
+    # continue from, or a
+    # local DynamiCrafter checkpoint (model.ckpt / *.safetensors) to initialise the UNet from
     # (strictly: with image_cross_attention its to_k_ip/to_v_ip too); input channels beyond
     # DynamiCrafter's 8 start at zero. Also the default source of the image branch's
     # Resampler (image_proj_model.*) and image encoder (embedder.*).

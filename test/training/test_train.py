@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.pipeline import Mask2IVPipeline
 from mask2iv_ros.training import checkpoint as ckpt
 from mask2iv_ros.training.data_order import DataPosition
@@ -130,3 +131,19 @@ def test_cli_export_and_errors(tiny_config, tmp_path, capsys):
     assert Mask2IVPipeline.from_pretrained(tmp_path / "pipeline").modes == ("position",)
     assert main(["--config", str(config_path), "--override", "optim.lrr=1"]) == 2
     assert "optim.lrr: unknown config key" in capsys.readouterr().err
+
+
+def test_init_from_an_exported_unet_folder_continues_training(tiny_config, tmp_path):
+    """model.init_from also takes a Mask2IV UNet folder (continue a run elsewhere, e.g. a GPU
+    run fine-tuned further on CPU): the new run starts from exactly those weights."""
+    first = Trainer(tiny_config("tiny_stage2", "max_steps=2", output="first"), show_progress=False)
+    first.train()
+    folder = tmp_path / "pipeline" / "video_unet"
+    saved = VideoUNet.from_pretrained(folder).state_dict()
+    second = Trainer(tiny_config("tiny_stage2", f"model.init_from={folder}", output="second"),
+                     show_progress=False)
+    start = _weights(second)
+    assert all(torch.equal(start[k], saved[k]) for k in saved)
+    bad = tiny_config("tiny_stage1_text", f"model.init_from={tmp_path}")  # no model.safetensors
+    with pytest.raises(FileNotFoundError, match="model.init_from"):
+        Trainer(bad, show_progress=False)
