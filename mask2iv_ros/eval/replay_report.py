@@ -18,16 +18,16 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from . import metrics_trajectory as trajectory_metrics
+
 
 def mask_iou(predicted: np.ndarray, target: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 1.0 when both are empty."""
+    """Intersection over union of two bool masks (1.0 when both are empty); a prediction of
+    another size is resized (nearest) to the target first."""
     predicted, target = np.asarray(predicted, bool), np.asarray(target, bool)
     if predicted.shape != target.shape:
         predicted = cv2.resize(predicted.astype(np.uint8), target.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-    union = np.logical_or(predicted, target).sum()
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(predicted, target).sum() / union)
+    return trajectory_metrics.mask_iou(predicted, target)
 
 
 @dataclass
