@@ -116,12 +116,23 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
               block_out_channels=(32, 64, 64), seed: int = 0, progress: bool = True,
               init_from: str | None = None, salient_boost: float = SALIENT_BOOST,
               device: str = "auto", num_workers: int = 0,
-              time_budget_minutes: float | None = None, log_every: int = 10) -> dict:
+              time_budget_minutes: float | None = None, log_every: int = 10,
+              decoder_only: bool = False, latent_noise: float = 0.0) -> dict:
     """Train, calibrate the latent scale, and write a diffusers AutoencoderKL folder atomically.
 
     ``time_budget_minutes``: ``steps`` becomes the number of steps that fit the budget, measured
     over the first 30 steps (never more than ``steps``; the cosine schedule follows it).
+
+    ``decoder_only`` (with ``init_from``): the encoder stays frozen, so its latents, and every
+    UNet trained on them, stay valid; ``latent_noise`` > 0 decodes ``z + sigma * noise`` with
+    sigma ~ U(0, latent_noise) in scaled-latent units (the UNet's), teaching the decoder to map
+    slightly-off latents, as a diffusion sampler produces them, to clean frames instead of
+    speckle.
     """
+    if decoder_only and not init_from:
+        raise ValueError("decoder_only: needs init_from (a trained AutoencoderKL whose encoder is kept)")
+    if latent_noise < 0:
+        raise ValueError(f"latent_noise: expected a std >= 0, got {latent_noise}")
     torch.manual_seed(seed)
     device = resolve_device(device)
     dataset = Mask2IVDataset(data, num_frames=num_frames, frame_stride=frame_stride,
@@ -129,7 +140,14 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     autoencoder = (AutoencoderKL.from_pretrained(init_from, local_files_only=True) if init_from
                    else AutoencoderKL(**small_vae_config(block_out_channels)))
     autoencoder.to(device)
-    optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=lr, weight_decay=0.0)
+    trained = autoencoder.parameters()
+    if decoder_only:
+        for module in (autoencoder.encoder, autoencoder.quant_conv):
+            if module is not None:
+                module.requires_grad_(False)
+        trained = [p for p in autoencoder.parameters() if p.requires_grad]
+    scale = float(autoencoder.config.scaling_factor)
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)
     plan = {"steps": steps}  # the schedule reads the (possibly budget-fitted) length
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, plan["steps"]) / plan["steps"])))
@@ -143,11 +161,16 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     step = 0
     while step < plan["steps"]:
         frames = next(batches).to(device, non_blocking=True)
-        posterior = autoencoder.encode(frames).latent_dist
+        with torch.set_grad_enabled(not decoder_only):
+            posterior = autoencoder.encode(frames).latent_dist
         # Decode the posterior mean: sampling from the still-wide initial posterior (std ~1) buries
         # the content in noise and the decoder settles on the mean image (seen: a grey blur).
         # The pipeline itself encodes with the mean, and the KL term keeps the latents bounded.
-        reconstruction = autoencoder.decode(posterior.mode()).sample
+        latents = posterior.mode()
+        if latent_noise > 0:
+            sigma = torch.rand(latents.shape[0], 1, 1, 1, device=device) * latent_noise / scale
+            latents = latents + sigma * torch.randn_like(latents)
+        reconstruction = autoencoder.decode(latents).sample
         weights = salient_pixel_weights(frames, salient_boost)
         l1 = ((reconstruction - frames).abs() * weights).mean()
         mse = ((reconstruction - frames).pow(2) * weights).mean()
@@ -180,8 +203,9 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
             probe = None
     bar.close()
     autoencoder.eval()
-    scale = latent_scale(autoencoder, dataset)
-    autoencoder.register_to_config(scaling_factor=scale)
+    if not decoder_only:  # a frozen encoder keeps its latents and their scale
+        scale = latent_scale(autoencoder, dataset)
+        autoencoder.register_to_config(scaling_factor=scale)
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +215,7 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
         {"data": str(data), "steps": plan["steps"], "batch_size": batch_size, "lr": lr, "seed": seed,
          "resolution": list(resolution), "block_out_channels": list(block_out_channels),
          "init_from": init_from, "salient_boost": salient_boost, "device": device.type,
+         "decoder_only": decoder_only, "latent_noise": latent_noise,
          "time_budget_minutes": time_budget_minutes, "seconds": time.perf_counter() - start,
          "scaling_factor": scale, "history": history}))
     if output.exists():
@@ -225,6 +250,10 @@ def main(argv=None) -> int:
     parser.add_argument("--time-budget-minutes", type=float, default=None,
                         help="fit the number of steps (at most --steps) into this wall-clock budget")
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="with --init-from: train the decoder only (latents stay valid for trained UNets)")
+    parser.add_argument("--latent-noise", type=float, default=0.0,
+                        help="max std of the noise added to latents before decoding (scaled units)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps/--batch-size: expected positive integers")
@@ -232,7 +261,8 @@ def main(argv=None) -> int:
                        args.num_frames, args.frame_stride, args.block_out_channels, args.seed,
                        progress=not args.no_progress, init_from=args.init_from,
                        salient_boost=args.salient_boost, device=args.device,
-                       num_workers=args.num_workers, time_budget_minutes=args.time_budget_minutes)
+                       num_workers=args.num_workers, time_budget_minutes=args.time_budget_minutes,
+                       decoder_only=args.decoder_only, latent_noise=args.latent_noise)
     print(json.dumps(result, indent=2))
     return 0
 

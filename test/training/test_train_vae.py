@@ -56,3 +56,25 @@ def test_train_vae_budget_and_cli(clips, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["steps"] == 30
     with pytest.raises(SystemExit):
         main(["--data", str(clips), "--output", str(tmp_path / "x"), "--steps", "0"])
+
+
+def test_decoder_only_keeps_the_encoder_and_its_latents(clips, tmp_path):
+    common = dict(resolution=(32, 32), num_frames=4, frame_stride=1, block_out_channels=(8, 8),
+                  progress=False, device="cpu", batch_size=4)
+    train_vae(str(clips), str(tmp_path / "base"), steps=2, **common)
+    train_vae(str(clips), str(tmp_path / "dec"), steps=3, lr=1e-2, init_from=str(tmp_path / "base"),
+              decoder_only=True, latent_noise=0.5, **common)
+    base = VideoVAE.from_pretrained(tmp_path / "base")
+    dec = VideoVAE.from_pretrained(tmp_path / "dec")
+    before, after = base.autoencoder.state_dict(), dec.autoencoder.state_dict()
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    assert dec.autoencoder.config.scaling_factor == base.autoencoder.config.scaling_factor
+    video = torch.rand(1, 3, 2, 32, 32) * 2 - 1
+    assert torch.equal(base.encode(video), dec.encode(video))
+    with pytest.raises(ValueError, match="decoder_only"):
+        train_vae(str(clips), str(tmp_path / "x"), steps=1, decoder_only=True, **common)
+    with pytest.raises(ValueError, match="latent_noise"):
+        train_vae(str(clips), str(tmp_path / "x"), steps=1, latent_noise=-1.0, **common)
