@@ -18,7 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from . import metrics_trajectory as trajectory_metrics
+from . import metrics_trajectory
 
 
 def mask_iou(predicted: np.ndarray, target: np.ndarray) -> float:
@@ -27,7 +27,7 @@ def mask_iou(predicted: np.ndarray, target: np.ndarray) -> float:
     predicted, target = np.asarray(predicted, bool), np.asarray(target, bool)
     if predicted.shape != target.shape:
         predicted = cv2.resize(predicted.astype(np.uint8), target.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-    return trajectory_metrics.mask_iou(predicted, target)
+    return metrics_trajectory.mask_iou(predicted, target)
 
 
 @dataclass
