@@ -60,6 +60,7 @@ from .image_context import ImageContextModel
 from .losses import weighted_diffusion_loss
 from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import StageInputs
+from .time_budget import TimeBudget
 
 logger = logging.getLogger(__name__)
 
@@ -75,36 +76,6 @@ def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
         raise ValueError(f"mixed_precision: {requested!r} needs a CUDA device; use 'no' or "
                          "'auto' on CPU")
     return requested
-
-
-class TimeBudget:
-    """Chooses ``max_steps`` from the speed measured over the first steps of a fresh run.
-
-    The first few steps (allocator, cuDNN autotuning, data-loader start) are left out of the
-    speed; 3 % of the budget is kept for the final checkpoint and export.
-    """
-
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
-        self.start = time.perf_counter()
-        self.probe_step = config.time_budget_probe_steps
-        self.warm_step = max(1, min(5, self.probe_step // 3))
-        self.warm_time: Optional[float] = None
-
-    def observe(self, step: int, synchronize) -> Optional[int]:
-        """Call after each step; returns the new max_steps once, at the probe step."""
-        if step == self.warm_step:
-            synchronize(0.0)
-            self.warm_time = time.perf_counter()
-            return None
-        if step != self.probe_step or self.warm_time is None:
-            return None
-        synchronize(0.0)
-        now = time.perf_counter()
-        seconds_per_step = synchronize((now - self.warm_time) / (step - self.warm_step))
-        remaining = 0.97 * 60.0 * self.config.time_budget_minutes - (now - self.start)
-        fitted = step + max(0, int(remaining / seconds_per_step))
-        return max(step, min(self.config.max_steps, fitted))
 
 
 class Trainer:
@@ -354,7 +325,8 @@ class Trainer:
         logged: list[float] = []
         window_loss = torch.zeros((), device=self.device)
         window_steps, window_start = 0, time.perf_counter()
-        budget = TimeBudget(cfg) if cfg.time_budget_minutes and self.global_step == 0 else None
+        budget = TimeBudget(cfg.time_budget_minutes, cfg.max_steps, cfg.time_budget_probe_steps) \
+            if cfg.time_budget_minutes and self.global_step == 0 else None
         while self.global_step < cfg.max_steps:
             step_loss, grad_norm = self.train_step(batches)
             window_loss += step_loss

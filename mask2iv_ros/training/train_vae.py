@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from mask2iv_ros.data.dataset import Mask2IVDataset
 from mask2iv_ros.models.vae import VideoVAE
+from mask2iv_ros.training.time_budget import TimeBudget
 
 KL_WEIGHT = 1e-6
 SALIENT_BOOST = 9.0
@@ -156,7 +157,7 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
     window = torch.zeros(2, device=device)
     window_steps = 0
     start = time.perf_counter()
-    probe = (5, 30) if time_budget_minutes else None
+    budget = TimeBudget(time_budget_minutes, steps) if time_budget_minutes else None
     bar = tqdm(total=steps, desc="vae", disable=not progress)
     step = 0
     while step < plan["steps"]:
@@ -189,18 +190,13 @@ def train_vae(data: str, output: str, steps: int = 2000, batch_size: int = 16, l
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             window.zero_()
             window_steps = 0
-        if probe is not None and step == probe[0]:
-            _synchronize(device)
-            warm = time.perf_counter()
-        elif probe is not None and step == probe[1]:
-            _synchronize(device)
-            now = time.perf_counter()
-            remaining = 0.97 * 60.0 * time_budget_minutes - (now - start)
-            fitted = step + max(0, int(remaining / ((now - warm) / (probe[1] - probe[0]))))
-            plan["steps"] = max(step, min(steps, fitted))
-            bar.total = plan["steps"]
-            bar.refresh()
-            probe = None
+        if budget is not None:
+            fitted = budget.observe(step, lambda value: _synchronize(device) or value)
+            if fitted is not None:
+                plan["steps"] = fitted
+                bar.total = fitted
+                bar.refresh()
+                budget = None
     bar.close()
     autoencoder.eval()
     if not decoder_only:  # a frozen encoder keeps its latents and their scale

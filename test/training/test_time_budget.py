@@ -7,9 +7,11 @@ from accelerate.state import AcceleratorState
 
 import pytest
 
+from mask2iv_ros.training import time_budget as time_budget_module
 from mask2iv_ros.training import train as train_module
 from mask2iv_ros.training.config import ConfigError, TrainConfig
-from mask2iv_ros.training.train import TimeBudget, Trainer
+from mask2iv_ros.training.time_budget import TimeBudget
+from mask2iv_ros.training.train import Trainer
 
 
 class FakeClock:
@@ -27,8 +29,8 @@ def test_budget_sets_max_steps_from_measured_speed(monkeypatch):
     config = TrainConfig(max_steps=10_000, time_budget_minutes=1.0, time_budget_probe_steps=30)
     # One clock read per step below (plus the reads inside observe): about 1 s per step.
     clock = FakeClock(1.0)
-    monkeypatch.setattr(train_module.time, "perf_counter", clock)
-    budget = TimeBudget(config)
+    monkeypatch.setattr(time_budget_module.time, "perf_counter", clock)
+    budget = TimeBudget(config.time_budget_minutes, config.max_steps, config.time_budget_probe_steps)
     fitted = None
     for step in range(1, 31):
         clock()  # the step itself
@@ -37,7 +39,7 @@ def test_budget_sets_max_steps_from_measured_speed(monkeypatch):
     assert fitted is not None and 30 < fitted < 60
     # never above the configured maximum
     small = TrainConfig(max_steps=40, time_budget_minutes=100.0, time_budget_probe_steps=30)
-    budget = TimeBudget(small)
+    budget = TimeBudget(small.time_budget_minutes, small.max_steps, small.time_budget_probe_steps)
     for step in range(1, 31):
         fitted = budget.observe(step, lambda value: value) or fitted
     assert fitted == 40
