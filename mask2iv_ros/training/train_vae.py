@@ -98,9 +98,7 @@ def latent_scale(autoencoder: AutoencoderKL, dataset: Mask2IVDataset, max_items:
     """1 / std of posterior means over up to `max_items` clips (RGB and mask videos)."""
     latents = []
     for index in range(min(len(dataset), max_items)):
-        item = dataset[index]
-        frames = torch.cat([item["video"], item["mask_video"]], dim=1).permute(1, 0, 2, 3)
-        frames = frames.to(autoencoder.device)
+        frames = _stack_frames([dataset[index]]).to(autoencoder.device)
         latents.append(autoencoder.encode(frames).latent_dist.mode().flatten())
     return float(1.0 / torch.cat(latents).std())
 
