@@ -3,7 +3,7 @@
 - VAE: L1 reconstruction error of RGB clips and colour-coded mask clips (8 frames, in [-1, 1]).
 - Pipelines: per-frame IoU of the imagined actor / object masks against the ground truth
   (frames 1..T-1), final placement IoU, for PT-Gen (placement mask) and TT-Gen (prompt), and
-  the PSNR of the PT-Gen video against the real frames.
+  the PSNR of the PT-Gen video against the real frames (mean per-frame PSNR, frames 1..T-1).
 
 Episodes come from the generator with the demo seed (7777; the demo bag holds its first three),
 never used in training. Seeds are fixed, so a run is repeatable on one machine.
@@ -23,6 +23,7 @@ from mask2iv_ros.data.dataset import Mask2IVDataset
 from mask2iv_ros.data.synthetic import SyntheticConfig, generate_episode
 from mask2iv_ros.demo import EMBEDDED_MODEL
 from mask2iv_ros.eval.metrics_trajectory import per_frame_iou, placement_metrics
+from mask2iv_ros.eval.metrics_video import psnr
 from mask2iv_ros.models.vae import VideoVAE
 from mask2iv_ros.pipeline import Mask2IVPipeline
 
@@ -67,9 +68,8 @@ def pipeline_scores(folder: str, clips, steps: int) -> dict[str, float]:
                 per_frame_iou(out.object_masks, obj)[1:].mean())
             scores.setdefault(f"{tag} placement IoU", []).append(
                 placement_metrics(out.object_masks, obj[-1])["placement_iou"])
-            if out.video is not None:
-                mse = np.mean((out.video[1:].astype(float) - frames[1:].astype(float)) ** 2)
-                scores.setdefault("PT video PSNR (dB)", []).append(10 * np.log10(255 ** 2 / mse))
+            if out.video is not None:  # frame 0 is the given image
+                scores.setdefault("PT video PSNR (dB)", []).append(psnr(out.video[1:], frames[1:]))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
