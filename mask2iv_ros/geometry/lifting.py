@@ -7,6 +7,10 @@ down at a table the silhouette's lowest point is where the object meets the tabl
 camera) and, in that row, the mean column of the mask pixels. Its image coordinates are
 (u, v) = (mean column, r + 0.5): v is the lower boundary of row r, where the silhouette ends (with
 centre-sampled masks the true edge lies in [r, r + 1), so r + 0.5 is off by at most half a pixel).
+For a box whose front edge is level in the image this is the middle of that edge; when the edge
+slopes (camera roll, a rotated object) it is next to the footprint's lowest corner. The offset from
+the object's centre is the same in every frame while the object does not turn, so displacements
+along the path are unaffected by it.
 """
 
 from __future__ import annotations
