@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             "imagine_node = mask2iv_ros.ros.node:main",
             "mask2iv-replay = mask2iv_ros.eval.replay:main",
+            "mask2iv-compare = mask2iv_ros.eval.compare:main",
             "mask2iv-train = mask2iv_ros.training.train:main",
             "mask2iv-train-vae = mask2iv_ros.training.train_vae:main",
             "mask2iv-eval = mask2iv_ros.eval.evaluate:main",
