@@ -132,6 +132,11 @@ def _nearest_index(out_size: int, in_size: int) -> np.ndarray:
     return np.minimum(index, in_size - 1)
 
 
+def _gather(frames: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``frames[:, rows][:, :, cols]``; np.take is several times faster than fancy indexing."""
+    return np.take(np.take(frames, rows, axis=1, mode="clip"), cols, axis=2, mode="clip")
+
+
 def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
     if not isinstance(frames, np.ndarray) or frames.ndim not in (3, 4) or 0 in frames.shape[:3]:
         shape = getattr(frames, "shape", type(frames).__name__)
@@ -158,7 +163,7 @@ def resize_center_crop(frames: np.ndarray, out_h: int, out_w: int,
         # gather only the kept pixels: rows/cols of the window -> resized -> input
         rows = _nearest_index(geometry.resized_h, geometry.in_h)[np.arange(y0, y1) + geometry.top]
         cols = _nearest_index(geometry.resized_w, geometry.in_w)[np.arange(x0, x1) + geometry.left]
-        out[:, y0:y1, x0:x1] = frames[:, rows][:, :, cols]
+        out[:, y0:y1, x0:x1] = _gather(frames, rows, cols)
         return out
     size = (geometry.resized_w, geometry.resized_h)
     shrinking = geometry.resized_h < geometry.in_h or geometry.resized_w < geometry.in_w
@@ -211,7 +216,7 @@ def paste_masks_into_frame(masks: np.ndarray, box: CropBox | tuple[int, int, int
     out = np.zeros((masks.shape[0], in_h, in_w) + masks.shape[3:], masks.dtype)
     rows = _nearest_index(height, masks.shape[1])
     cols = _nearest_index(width, masks.shape[2])
-    out[:, y:y + height, x:x + width] = masks[:, rows][:, :, cols]
+    out[:, y:y + height, x:x + width] = _gather(masks, rows, cols)
     return out
 
 

@@ -103,3 +103,23 @@ def test_output_made_at_model_size_has_the_full_region():
     region = msg.imagined_region
     assert (region.x_offset, region.y_offset, region.width, region.height) == (0, 0, 48, 32)
     np.testing.assert_array_equal(image_msg_to_mask(msg.object_masks[0]), labels[0] == OBJECT)
+
+
+def test_pipeline_result_for_a_wide_camera_becomes_camera_sized_messages(tiny_pipeline):
+    """End to end on the tiny pipeline (32x48): a 480x960 image is imagined in its centre 720x480."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (480, 960, 3), dtype=np.uint8)
+    obj = np.zeros((480, 960), bool)
+    obj[200:300, 400:520] = True
+    output = tiny_pipeline(image, obj, prompt="push", num_inference_steps=1, seed=0)
+    request = _request(image)
+    trajectory = outputs.mask_trajectory_msg(output, outputs.input_header(request), fps=2.0)
+    rollout = outputs.rollout_msg(request, output, trajectory, fps=2.0, model_id="tiny", total_seconds=1.0)
+    region = rollout.mask_trajectory.imagined_region
+    assert (region.x_offset, region.y_offset, region.width, region.height) == (120, 0, 720, 480)
+    assert all((m.height, m.width) == (480, 960) for m in trajectory.object_masks + trajectory.frames)
+    assert all((f.height, f.width) == (32, 48) for f in rollout.video_frames)
+    for t, msg in enumerate(trajectory.object_masks):
+        sent = image_msg_to_mask(msg)
+        assert not sent[:, :120].any() and not sent[:, 840:].any()
+        np.testing.assert_array_equal(sent, output.masks_in_input_frame().object_masks[t])
