@@ -3,7 +3,8 @@
 Reads the input bag (camera image, object mask, ground truth) and the recorded output bag
 (ImaginedRollout messages) with rosbags only, so it also works on bags from a robot.
 Panels, left to right: input image with the object mask | imagined mask trajectory (masks over
-the input) | imagined video | ground truth (when the bag has it).
+the input) | imagined video (laid over the input in the imagined region) | ground truth (when the
+bag has it).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mask2iv_ros.eval.bag_io import (IMAGE_TOPIC, OBJECT_MASK_TOPIC, package_typ
                                      read_input_bag)
 from mask2iv_ros.masks import overlay_masks
 from mask2iv_ros.pipeline.preview import save_gif
+from mask2iv_ros.pipeline.resize import paste_frames_into_image
 from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb
 
 ROLLOUT_TOPIC = "/imagination/rollout"
@@ -58,7 +60,10 @@ def rollout_panels(image: np.ndarray, object_mask: np.ndarray, rollout: Any,
               _label(_upscale(overlay_masks(still, obj, actor)), "imagined masks")]
     if len(rollout.video_frames):
         video = np.stack([image_msg_to_rgb(m, "video_frames") for m in rollout.video_frames])
-        panels.append(_label(_upscale(video), "imagined video"))
+        # the video covers imagined_region of the camera image, at model resolution
+        region = trajectory.imagined_region
+        box = (region.x_offset, region.y_offset, region.width, region.height)
+        panels.append(_label(_upscale(paste_frames_into_image(video, box, image)), "imagined video"))
     if ground_truth is not None:
         steps = np.linspace(0, len(ground_truth.object_masks) - 1, frames).round().astype(int)
         gt = overlay_masks(still, ground_truth.object_masks[steps], ground_truth.actor_masks[steps])

@@ -19,8 +19,9 @@ Each item is a dict:
 
 Frames are sampled ``num_frames`` at ``frame_stride`` (a random start in training, the start of
 the clip otherwise); clips too short for that stride are sampled evenly over their whole length.
-Frames are resized so the target resolution is covered, then center-cropped (masks use
-nearest-neighbour). The split is by episode: a seeded permutation of the sorted unique episode
+Frames go through :func:`mask2iv_ros.pipeline.resize.resize_center_crop`, the release's
+short-side resize + centre crop that the pipeline applies at inference too (masks nearest,
+frames area). The split is by episode: a seeded permutation of the sorted unique episode
 ids puts ``test_fraction`` of them in ``"test"`` (the held-out split evaluation uses).
 """
 
@@ -33,12 +34,12 @@ import math
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..masks import encode_mask_video, encode_masks
+from ..pipeline.resize import resize_center_crop
 from .augment import random_dilate_erode
 from .bridge import MASK_FILE, detect_layout, find_trajectories, load_bridge_trajectory, trajectory_id
 from .sample import InteractionClip
@@ -74,21 +75,6 @@ def sample_frame_indices(num_available: int, num_frames: int, stride: int,
         return start + stride * np.arange(num_frames), stride
     idx = np.linspace(0, num_available - 1, num_frames).round().astype(int)
     return idx, max(1, (num_available - 1) // max(1, num_frames - 1))
-
-
-def resize_center_crop(video: np.ndarray, size: Tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """Resize ``[T, H, W(, C)]`` so that ``size=(h, w)`` is covered, then center-crop to it."""
-    th, tw = size
-    H, W = video.shape[1:3]
-    scale = max(th / H, tw / W)
-    nh, nw = max(th, int(round(H * scale))), max(tw, int(round(W * scale)))
-    if (nh, nw) != (H, W):
-        interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        src = video.astype(np.uint8) if video.dtype == bool else video
-        out = np.stack([cv2.resize(f, (nw, nh), interpolation=interp) for f in src])
-        video = out.astype(bool) if video.dtype == bool else out
-    y0, x0 = (nh - th) // 2, (nw - tw) // 2
-    return video[:, y0:y0 + th, x0:x0 + tw]
 
 
 def _to_unit_range(rgb: np.ndarray) -> torch.Tensor:
@@ -227,9 +213,9 @@ class Mask2IVDataset(Dataset):
         rng = np.random.default_rng([self.seed, index, self.epoch])
         idx, stride = sample_frame_indices(clip.num_frames, self.num_frames, self.frame_stride,
                                            rng if self.random_start else None)
-        frames = resize_center_crop(clip.frames[idx], self.resolution)
-        actor = resize_center_crop(clip.actor_masks[idx], self.resolution, nearest=True)
-        obj = resize_center_crop(clip.object_masks[idx], self.resolution, nearest=True)
+        frames = resize_center_crop(clip.frames[idx], *self.resolution, "area")
+        actor = resize_center_crop(clip.actor_masks[idx], *self.resolution, "nearest")
+        obj = resize_center_crop(clip.object_masks[idx], *self.resolution, "nearest")
         # the perturbed masks only feed the trajectory condition; contact maps use the originals
         cond_actor, cond_obj = (random_dilate_erode((actor, obj), p=self.mask_aug_p, rng=rng)
                                 if self.augment_masks else (actor, obj))

@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..pipeline.resize import crop_geometry
 from .sample import InteractionClip
 
 # HOI4D-Instructions README: object class of C<i>
@@ -244,10 +245,12 @@ def _resize(img: np.ndarray, short_side: Optional[int], nearest: bool) -> np.nda
     if not short_side:
         return img
     h, w = img.shape[:2]
-    s = short_side / min(h, w)
-    if s >= 1:
+    if short_side >= min(h, w):
         return img
-    size = (max(1, round(w * s)), max(1, round(h * s)))
+    # the size the training/inference resize computes (torchvision's rule), so the dataset's
+    # resize_center_crop is then an identity resize and HOI4D frames match raw camera frames
+    geometry = crop_geometry(h, w, short_side, short_side)
+    size = (geometry.resized_w, geometry.resized_h)
     return cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
 

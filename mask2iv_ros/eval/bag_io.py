@@ -152,8 +152,13 @@ class _BagMessages:
         from mask2iv_ros.masks import DEFAULT_PALETTE, encode_mask_video
 
         colored = encode_mask_video(object_masks, actor_masks)
+        height, width = np.asarray(object_masks).shape[1:3]
+        # ground truth covers the whole camera image
+        region = self.types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=int(height), width=int(width), do_rectify=False)
         return self.types["mask2iv_ros/msg/MaskTrajectory"](
             header=header,
+            imagined_region=region,
             frames=[self.image(frame, header, "rgb8") for frame in colored],
             actor_masks=[self.mask(mask, header) for mask in actor_masks],
             object_masks=[self.mask(mask, header) for mask in object_masks],

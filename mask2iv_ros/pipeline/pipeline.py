@@ -86,14 +86,22 @@ class PipelineConfig:
 
 @dataclass
 class Mask2IVOutput:
-    mask_trajectory: np.ndarray          # uint8 [T, H, W, 3], snapped to the palette
-    actor_masks: np.ndarray              # bool [T, H, W]
-    object_masks: np.ndarray             # bool [T, H, W]
-    video: np.ndarray | None             # uint8 [T, H, W, 3], None with trajectory_only
+    # The arrays are on the model grid, cut to the part that shows the input (resize.py):
+    # [T, h, w] covers ``input_region`` of the input image; masks_in_input_frame() maps them back.
+    mask_trajectory: np.ndarray          # uint8 [T, h, w, 3], snapped to the palette
+    actor_masks: np.ndarray              # bool [T, h, w]
+    object_masks: np.ndarray             # bool [T, h, w]
+    video: np.ndarray | None             # uint8 [T, h, w, 3], None with trajectory_only
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     fps: float = 8.0
     mode: str = "text"
     seed: int | None = None
+    input_region: tuple[int, int, int, int] | None = None  # (x_offset, y_offset, width, height)
+    input_size: tuple[int, int] | None = None              # (H, W) of the input image
+
+    def masks_in_input_frame(self, palette: MaskPalette = DEFAULT_PALETTE) -> resize.InputFrameMasks:
+        """The masks on the input image's pixel grid (outside ``input_region`` = background)."""
+        return resize.masks_in_input_frame(self, palette)
 
 
 def _to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -434,10 +442,12 @@ class Mask2IVPipeline:
         generator.manual_seed(seed)
         palette, device = self.palette, self.device
         input_size = inputs.image.shape[:2]
-        model_image = resize.resize_image(inputs.image, self.resolution)
-        model_object = resize.resize_mask(inputs.object_mask, self.resolution)
+        # the training preprocessing (short-side resize + centre crop), resize.py
+        grid = resize.crop_geometry(*input_size, *self.resolution)
+        model_image = resize.resize_center_crop(inputs.image[None], *self.resolution, "area")[0]
+        model_object = resize.mask_to_model_grid("object_mask", inputs.object_mask, *self.resolution)
         model_actor = None if inputs.actor_mask is None else \
-            resize.resize_mask(inputs.actor_mask, self.resolution)
+            resize.resize_center_crop(inputs.actor_mask[None], *self.resolution, "nearest")[0]
 
         def on_step(info: StepInfo) -> None:
             if callback_on_step_end is not None:
@@ -453,7 +463,8 @@ class Mask2IVPipeline:
         start = time.perf_counter()
         frames = [model_image, encode_masks(model_object, model_actor, palette)]
         if inputs.mode == "position":
-            model_placement = resize.resize_mask(inputs.placement_mask, self.resolution)
+            model_placement = resize.mask_to_model_grid("placement_mask", inputs.placement_mask,
+                                                        *self.resolution)
             frames.append(encode_masks(model_placement, None, palette))
         latents = self.vae.encode(_to_tensor(np.stack(frames), device))
         image_latent, mask_latent = latents[:, :, 0:1], latents[:, :, 1:2]
@@ -482,11 +493,11 @@ class Mask2IVPipeline:
             condition = conditioning.video_condition(trajectory_latents, image_latent)
             video_latents = self._sample(self.video_unet, "video", condition, None, contexts,
                                          **sample_kwargs)
-            video = resize.resize_video(_to_uint8(self.vae.decode(video_latents)), input_size)
+            video = grid.visible(_to_uint8(self.vae.decode(video_latents)))
             timings["video"] = time.perf_counter() - start
 
-        labels = resize.resize_labels(labels, input_size)
+        labels = grid.visible(labels)
         return Mask2IVOutput(
             mask_trajectory=labels_to_rgb(labels, palette), actor_masks=labels == ACTOR,
             object_masks=labels == OBJECT, video=video, timings=timings, fps=self.config.fps,
-            mode=inputs.mode, seed=seed)
+            mode=inputs.mode, seed=seed, input_region=tuple(grid.box), input_size=input_size)

@@ -9,17 +9,24 @@ import numpy as np
 
 from ..masks import DEFAULT_PALETTE, MaskPalette, overlay_masks
 from .pipeline import Mask2IVOutput
+from .resize import masks_in_input_frame, paste_frames_into_image
 
 
 def preview_frames(image: np.ndarray, output: Mask2IVOutput,
                    palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
-    """uint8 ``[T, H, k*W, 3]``: mask trajectory | masks over the input image | video (if any)."""
-    frames = len(output.mask_trajectory)
-    background = output.video if output.video is not None else np.repeat(image[None], frames, 0)
-    overlay = overlay_masks(background, output.object_masks, output.actor_masks, palette)
-    panels = [output.mask_trajectory, overlay]
+    """uint8 ``[T, H, k*W, 3]`` on the input image's grid: mask trajectory | masks over the input
+    image (or the video) | video (if any; laid over the input image in ``output.input_region``)."""
+    masks = masks_in_input_frame(output, palette)
+    frames = len(masks.mask_trajectory)
+    video = None
     if output.video is not None:
-        panels.append(output.video)
+        region = output.input_region or (0, 0, image.shape[1], image.shape[0])
+        video = paste_frames_into_image(output.video, region, image)
+    background = video if video is not None else np.repeat(image[None], frames, 0)
+    overlay = overlay_masks(background, masks.object_masks, masks.actor_masks, palette)
+    panels = [masks.mask_trajectory, overlay]
+    if video is not None:
+        panels.append(video)
     return np.concatenate(panels, axis=2)
 
 

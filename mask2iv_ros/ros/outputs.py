@@ -1,7 +1,10 @@
 """Messages the node publishes for one finished imagination.
 
 Every message carries the input image's stamp and frame_id (not the time the result was made), so
-outputs can be matched to their inputs and projected with the same camera model.
+outputs can be matched to their inputs and projected with the same camera model. Masks are on the
+camera image's pixel grid (the model's crop pasted back, outside = background) and
+`imagined_region` says which part the model saw; video frames stay at model resolution and cover
+that region (see msg/MaskTrajectory.msg and msg/ImaginedRollout.msg).
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import numpy as np
+from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
 from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, overlay_masks
 from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory
+from mask2iv_ros.pipeline.resize import masks_in_input_frame
 from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
 from mask2iv_ros.ros.requests import ImagineRequest
 
@@ -24,14 +29,26 @@ def input_header(request: ImagineRequest) -> Header:
 def mask_trajectory_msg(
     output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE
 ) -> MaskTrajectory:
-    msg = MaskTrajectory(header=header, fps=float(fps))
-    msg.frames = [rgb_to_image_msg(frame, header) for frame in output.mask_trajectory]
-    msg.actor_masks = [mask_to_image_msg(mask, header) for mask in output.actor_masks]
-    msg.object_masks = [mask_to_image_msg(mask, header) for mask in output.object_masks]
+    msg = MaskTrajectory(header=header, fps=float(fps), imagined_region=imagined_region(output))
+    masks = masks_in_input_frame(output, palette)
+    msg.frames = [rgb_to_image_msg(frame, header) for frame in masks.mask_trajectory]
+    msg.actor_masks = [mask_to_image_msg(mask, header) for mask in masks.actor_masks]
+    msg.object_masks = [mask_to_image_msg(mask, header) for mask in masks.object_masks]
     msg.actor_color = list(palette.actor)
     msg.object_color = list(palette.object)
     msg.background_color = list(palette.background)
     return msg
+
+
+def imagined_region(output: Any) -> RegionOfInterest:
+    """The input-image region the output covers (the whole output when it has no region)."""
+    region = getattr(output, "input_region", None)
+    if region is None:
+        height, width = output.actor_masks.shape[1:3]
+        region = (0, 0, width, height)
+    x_offset, y_offset, width, height = (int(v) for v in region)
+    return RegionOfInterest(x_offset=x_offset, y_offset=y_offset, width=width, height=height,
+                            do_rectify=False)
 
 
 def rollout_msg(
@@ -68,9 +85,10 @@ def rollout_msg(
 
 def overlay_frames(image: np.ndarray, output: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
     """uint8 [T, H, W, 3]: the predicted actor/object masks of each frame tinted onto the input image."""
+    masks = masks_in_input_frame(output, palette)
     # A real (contiguous, writable) copy per frame: OpenCV draws the contours in place.
-    frames = np.ascontiguousarray(np.broadcast_to(image, output.actor_masks.shape + (3,)))
-    return overlay_masks(frames, object_mask=output.object_masks, actor_mask=output.actor_masks, palette=palette)
+    frames = np.ascontiguousarray(np.broadcast_to(image, masks.actor_masks.shape + (3,)))
+    return overlay_masks(frames, object_mask=masks.object_masks, actor_mask=masks.actor_masks, palette=palette)
 
 
 def output_fps(output: Any, fps_parameter: float) -> float:

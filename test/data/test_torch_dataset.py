@@ -69,7 +69,7 @@ def test_frame_sampling_and_crop():
     assert idx[0] == 0 and idx[-1] == 4 and len(idx) == 8
     video = np.zeros((1, 40, 100), bool)
     video[0, :, 45:55] = True  # a central stripe survives the center crop
-    out = resize_center_crop(video, (20, 20), nearest=True)
+    out = resize_center_crop(video, 20, 20, "nearest")
     assert out.shape == (1, 20, 20) and out.dtype == bool and out[0, :, 9:11].all() and not out[0, :, :5].any()
 
 

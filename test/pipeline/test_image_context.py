@@ -9,7 +9,7 @@ import torch
 from mask2iv_ros.models.resampler import Resampler, ResamplerConfig
 from mask2iv_ros.pipeline import Mask2IVInputError, Mask2IVPipeline, build_tiny_pipeline
 from mask2iv_ros.pipeline.pipeline import _to_tensor
-from mask2iv_ros.pipeline.resize import resize_image
+from mask2iv_ros.pipeline.resize import resize_center_crop
 from mask2iv_ros.pipeline.tiny import TINY_IMAGE_TOKENS_PER_FRAME
 
 NUM_FRAMES = 4
@@ -23,7 +23,7 @@ def image_pipe():
 
 def _first_frame(pipe, image):
     """The conditioning frame as the pipeline builds it: model resolution, [-1, 1], [1, 3, H, W]."""
-    return _to_tensor(resize_image(image, pipe.resolution)[None], pipe.device)[:, :, 0]
+    return _to_tensor(resize_center_crop(image[None], *pipe.resolution, "area"), pipe.device)[:, :, 0]
 
 
 def test_full_call_in_both_modes(image_pipe, inputs):
@@ -32,8 +32,9 @@ def test_full_call_in_both_modes(image_pipe, inputs):
     position = image_pipe(inputs["image"], inputs["object_mask"],
                           placement_mask=inputs["placement_mask"], num_inference_steps=2)
     for out in (text, position):
-        assert out.video.shape == (NUM_FRAMES, 40, 60, 3) and out.video.dtype == np.uint8
-        assert out.mask_trajectory.shape == (NUM_FRAMES, 40, 60, 3)
+        # model grid (40x60 has the model's 32x48 aspect: the whole image, no padding)
+        assert out.video.shape == (NUM_FRAMES, 32, 48, 3) and out.video.dtype == np.uint8
+        assert out.mask_trajectory.shape == (NUM_FRAMES, 32, 48, 3)
 
 
 def test_image_tokens_change_the_output(image_pipe, inputs):

@@ -22,11 +22,14 @@ def _call(pipe, inputs, mode="text", **kwargs):
 
 
 @pytest.mark.parametrize("mode", ["text", "position"])
-def test_output_shapes_at_input_size(tiny_pipe, inputs, mode):
+def test_output_shapes_on_the_model_grid(tiny_pipe, inputs, mode):
     out = _call(tiny_pipe, inputs, mode)
-    assert out.mask_trajectory.shape == (4, 40, 60, 3) and out.mask_trajectory.dtype == np.uint8
-    assert out.video.shape == (4, 40, 60, 3) and out.video.dtype == np.uint8
-    assert out.actor_masks.shape == out.object_masks.shape == (4, 40, 60)
+    # 40x60 has the model's 32x48 aspect: the grid covers the whole image (test_resize_train_infer)
+    assert out.input_region == (0, 0, 60, 40) and out.input_size == (40, 60)
+    assert out.mask_trajectory.shape == (4, 32, 48, 3) and out.mask_trajectory.dtype == np.uint8
+    assert out.video.shape == (4, 32, 48, 3) and out.video.dtype == np.uint8
+    assert out.actor_masks.shape == out.object_masks.shape == (4, 32, 48)
+    assert out.masks_in_input_frame().object_masks.shape == (4, 40, 60)
     assert out.actor_masks.dtype == out.object_masks.dtype == bool
     assert not (out.actor_masks & out.object_masks).any()
     # the trajectory is snapped: only palette colours, consistent with the masks
@@ -41,7 +44,7 @@ def test_output_shapes_at_input_size(tiny_pipe, inputs, mode):
 def test_trajectory_only_and_num_frames(tiny_pipe, inputs):
     out = _call(tiny_pipe, inputs, trajectory_only=True, num_frames=6)
     assert out.video is None and set(out.timings) == {"trajectory"}
-    assert out.mask_trajectory.shape == (6, 40, 60, 3)
+    assert out.mask_trajectory.shape == (6, 32, 48, 3)
 
 
 def test_seed_determinism(tiny_pipe, inputs):
@@ -231,6 +234,6 @@ def test_preview_gif(tiny_pipe, inputs, tmp_path):
     out = _call(tiny_pipe, inputs)
     frames = preview_frames(inputs["image"], out)
     assert frames.shape == (4, 40, 180, 3)
-    np.testing.assert_array_equal(frames[:, :, :60], out.mask_trajectory)
+    np.testing.assert_array_equal(frames[:, :, :60], out.masks_in_input_frame().mask_trajectory)
     save_gif(frames, tmp_path / "preview.gif", fps=out.fps)
     assert iio.imread(tmp_path / "preview.gif").shape[:3] == (4, 40, 180)
