@@ -164,6 +164,11 @@ def place_unet_state(unet_state: Mapping[str, torch.Tensor], config: UNetConfig,
                          f"{config.model_channels})?")
     for name, value in expected.items():
         have = tuple(unet_state[name].shape)
+        if name == dynamicrafter.INPUT_CONV_WEIGHT and have[1:2] != tuple(value.shape[1:2]):
+            hint = (" (a DynamiCrafter UNet: load it with load_dynamicrafter_unet, which adds "
+                    "zero channels)" if have[1] == dynamicrafter.DYNAMICRAFTER_IN_CHANNELS else "")
+            raise ValueError(f"{source}: the UNet has {have[1]} input channels, config.in_channels "
+                             f"is {value.shape[1]}{hint}")
         if have != tuple(value.shape):
             raise ValueError(f"{source}: {dynamicrafter.UNET_PREFIX}{name} has shape {have}, the "
                              f"UNet config expects {tuple(value.shape)}")
