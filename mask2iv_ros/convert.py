@@ -47,6 +47,9 @@ _MODE_HINTS = {"bdv2": "position", "bridge": "position", "hoi4d": "text"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CARD_JSON, CARD_MD = "model_card.json", "MODEL_CARD.md"
 INIT_YAML = "training_model.yaml"
+# Inside a UNet component folder: the Resampler that UNet was trained with (as mask2iv-train's
+# export writes it; the pipeline itself has one shared Resampler).
+TRAINED_PROJECTION = "image_projection"
 
 
 class ConversionRefused(RuntimeError):
@@ -270,6 +273,7 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
     unused: dict[str, dict] = {}
     notes: list[str] = []
     stage_states = [("stage1", stage1, state1, "trajectory")]
+    trained_projections = {MODES[mode]: resampler}  # <component>/image_projection/
     if stage2 is not None:
         stage2 = Path(stage2)
         sources["stage2"] = stage2
@@ -294,8 +298,12 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
                 if not _same_tensors(state1, state, prefix):
                     differing = sorted(k for k in state if k.startswith(prefix))
                     unplaced += differing
+                    kept = ""
+                    if prefix == dynamicrafter.IMAGE_PROJ_PREFIX:  # kept, as mask2iv-train does
+                        trained_projections["video_unet"] = build_image_branch(state, configs)[1]
+                        kept = f" (stage 2's own is kept in video_unet/{TRAINED_PROJECTION}/)"
                     notes.append(f"stage 2's {what} ({prefix}*) differs from stage 1's; the "
-                                 f"pipeline has one {what}, stage 1's, used by both stages")
+                                 f"pipeline has one {what}, stage 1's, used by both stages{kept}")
         unplaced = sorted(set(unplaced))
         _refuse_or_record(f"--{role} {path.name}", unplaced, allow_missing_modules)
         left_out[role] = _group(unplaced)
@@ -312,6 +320,9 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
         image_encoder=image_encoder, image_projection=resampler, **unets)
     logger.info("writing %s", out)
     pipe.save_pretrained(out)
+    for name, projection in trained_projections.items():
+        if name in unets:
+            projection.save_pretrained(out / name / TRAINED_PROJECTION)
 
     notes += [
         "UNet input channels are fed in the release's order: stage 1 [noise, mask slot, image "

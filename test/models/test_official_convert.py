@@ -249,6 +249,12 @@ def test_a_stage2_resampler_the_pipeline_cannot_hold_is_not_dropped_silently(rel
     card = json.loads((tmp_path / "out" / "model_card.json").read_text())
     assert "image_proj_model.latents" in card["left_out"]["stage2"]
     assert any("Resampler" in note for note in card["notes"])
+    from mask2iv_ros.models.resampler import Resampler
+
+    kept = Resampler.from_pretrained(tmp_path / "out" / "video_unet" / "image_projection")
+    embeds = torch.randn(1, 17, fakes.WIDTH)
+    with torch.no_grad():  # not lost: stage 2's own Resampler beside its UNet
+        torch.testing.assert_close(kept(embeds), fakes.fake_resampler(101)(embeds), rtol=0, atol=0)
 
 
 def test_stage1_alone_gives_a_trajectory_only_text_pipeline_and_unknown_keys_refuse(release, tmp_path, capsys):
