@@ -5,6 +5,7 @@ from there (not here, to keep this import light).
 """
 
 from .dynamicrafter import load_dynamicrafter_unet
+from .official import load_mask2iv_unet
 from .resampler import Resampler, ResamplerConfig
 from .unet import VideoUNet, temporal_attention_parameters
 from .unet_config import UNetConfig
@@ -15,5 +16,6 @@ __all__ = [
     "UNetConfig",
     "VideoUNet",
     "load_dynamicrafter_unet",
+    "load_mask2iv_unet",
     "temporal_attention_parameters",
 ]

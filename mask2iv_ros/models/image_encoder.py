@@ -171,6 +171,7 @@ class OpenCLIPImageEncoder(ImageEncoder):
         from .text_encoder import create_open_clip_model
 
         model = create_open_clip_model(arch, path, "OpenCLIPImageEncoder (or use CLIPVisionEncoder)")
+        import open_clip  # importable: create_open_clip_model just did
         self.visual = model.visual.eval().requires_grad_(False)
         if getattr(self.visual, "input_patchnorm", False):
             raise ValueError(f"arch: {arch} uses input patchnorm, which is not supported")

