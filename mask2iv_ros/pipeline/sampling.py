@@ -2,7 +2,9 @@
 
 Classifier-free guidance runs the conditional and unconditional branches as one batch of 2.
 The loop never reads device values back to the host (timesteps for callbacks come from a CPU
-copy made before the loop), so CUDA work queues up without synchronisation.
+copy made before the loop), so CUDA work queues up without synchronisation. A non-finite latent
+raises :class:`Mask2IVNonFiniteError` naming the stage and the first bad step: on the CPU
+checked after every step, on other devices through an on-device flag read once per stage.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
 from .conditioning import model_input
+from .ddim import SafeDDIMScheduler
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,25 @@ class Mask2IVInterrupted(RuntimeError):
     """Raised inside a running pipeline call after :meth:`Mask2IVPipeline.interrupt`."""
 
 
-def dynamicrafter_scheduler() -> DDIMScheduler:
-    """DynamiCrafter's schedule in diffusers terms (docs/ARCHITECTURE.md)."""
-    return DDIMScheduler(
+class Mask2IVNonFiniteError(FloatingPointError):
+    """A denoising step produced NaN/inf latents (the video would come out black)."""
+
+    def __init__(self, stage: str, step: int, total_steps: int, hint: str = "") -> None:
+        self.stage, self.step, self.total_steps = stage, step, total_steps
+        super().__init__(f"{stage} stage step {step}/{total_steps}: latent has NaN/inf{hint}")
+
+
+def dynamicrafter_scheduler() -> SafeDDIMScheduler:
+    """DynamiCrafter's schedule and DDIM sampler in diffusers terms (docs/ARCHITECTURE.md).
+
+    ``timestep_spacing="trailing"`` is DynamiCrafter's ``uniform_trailing``; its last step goes
+    to ``alphas_cumprod[0]`` (``set_alpha_to_one=False``), not to alpha_bar = 1.
+    """
+    return SafeDDIMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
         beta_schedule="scaled_linear", prediction_type="v_prediction",
         rescale_betas_zero_snr=True, timestep_spacing="trailing", clip_sample=False,
-        set_alpha_to_one=True, steps_offset=0)
+        set_alpha_to_one=False, steps_offset=0)
 
 
 def dynamic_rescale_schedule(base_scale: float = 0.7, turning_step: int = 400,
@@ -97,7 +112,7 @@ def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int]
     DynamiCrafter's ``x_prev = sqrt(a_prev) * r * pred_x0 + dir_xt + noise``, where
     ``r = s(t_prev) / s(t)`` (1 at the last step): ``c_i = sqrt(a_prev) * (r - 1)``.
 
-    ``t_prev`` and ``a_prev`` are taken exactly as ``DDIMScheduler.step`` takes them. Python
+    ``t_prev`` and ``a_prev`` are taken exactly as the scheduler's ``step`` takes them. Python
     floats, so the loop reads nothing back from the device.
     """
     if base_scale is None:
@@ -110,7 +125,8 @@ def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int]
     alphas = scheduler.alphas_cumprod.double()
     corrections = []
     for t in timesteps:
-        t_prev = t - num_train // scheduler.num_inference_steps
+        t_prev = scheduler.previous_timestep(t) if isinstance(scheduler, SafeDDIMScheduler) \
+            else t - num_train // scheduler.num_inference_steps
         if t_prev < 0:  # last step: DynamiCrafter's ratio is 1 there
             corrections.append(0.0)
             continue
@@ -171,6 +187,12 @@ def denoise(
     latents = noise.to(device) * scheduler.init_noise_sigma
 
     total = len(timestep_values)
+    # Non-finite latents: on the CPU a check after each step costs nothing and stops at once. On
+    # a GPU, reading a flag back each step would sync the host with the device every step, so
+    # the first bad step number accumulates on the device and is read once, after the loop.
+    check_each_step = device.type == "cpu"
+    step_numbers = None if check_each_step else torch.arange(1, total + 1, device=device)
+    first_bad_step = None if check_each_step else torch.zeros((), dtype=torch.long, device=device)
     for index in tqdm(range(total), desc=stage, disable=not progress, leave=False):
         if interrupt_event is not None and interrupt_event.is_set():
             raise Mask2IVInterrupted(f"{stage} stage interrupted before step {index + 1}/{total}")
@@ -191,7 +213,25 @@ def denoise(
         latents = result.prev_sample
         if x0_corrections and x0_corrections[index] != 0.0:
             latents = latents + x0_corrections[index] * result.pred_original_sample
+        if check_each_step:
+            if not bool(torch.isfinite(latents).all()):
+                raise Mask2IVNonFiniteError(stage, index + 1, total, _nonfinite_hint(scheduler, eta))
+        else:
+            bad = ~torch.isfinite(latents).all() & (first_bad_step == 0)
+            first_bad_step = torch.where(bad, step_numbers[index], first_bad_step)
         if on_step is not None:
             on_step(StepInfo(stage=stage, step=index + 1, total_steps=total,
                              timestep=timestep_values[index]))
+    if first_bad_step is not None:
+        bad_step = int(first_bad_step)  # the stage's one device -> host read
+        if bad_step:
+            raise Mask2IVNonFiniteError(stage, bad_step, total, _nonfinite_hint(scheduler, eta))
     return latents
+
+
+def _nonfinite_hint(scheduler: SchedulerMixin, eta: float) -> str:
+    """The known cause worth naming: diffusers' DDIM with eta > 0 on a zero-SNR schedule."""
+    if eta > 0 and type(scheduler) is DDIMScheduler and scheduler.config.rescale_betas_zero_snr:
+        return ("; diffusers' DDIMScheduler with eta > 0 on a zero-SNR schedule can give NaN at "
+                "the first step, use mask2iv_ros.pipeline.ddim.SafeDDIMScheduler (or eta 0)")
+    return ""

@@ -45,7 +45,7 @@ def test_dynamic_rescale_step_is_dynamicrafter_ddim_formula():
     for t in ts:
         t_prev = t - 1000 // steps
         a_t = alphas[t]
-        a_prev = alphas[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+        a_prev = alphas[max(t_prev, 0)]  # DynamiCrafter: the last step goes to alphas_cumprod[0]
         ratio = scale[t_prev] / scale[t] if t_prev >= 0 else 1.0
         e_t = a_t.sqrt() * v.double() + (1 - a_t).sqrt() * x
         pred_x0 = (a_t.sqrt() * x - (1 - a_t).sqrt() * v.double()) * ratio
