@@ -44,10 +44,10 @@ class SafeDDIMScheduler(DDIMScheduler):
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         super().set_timesteps(num_inference_steps, device)
         if self.config.timestep_spacing == "trailing":
+            # the same float arange (same rounding), cut to exactly N values (the last >= 0)
             ratio = self.config.num_train_timesteps / num_inference_steps
-            # i * ratio instead of a float arange: exactly N values, the last >= 0
-            trailing = np.round(self.config.num_train_timesteps
-                                - np.arange(num_inference_steps) * ratio).astype(np.int64) - 1
+            trailing = np.round(np.arange(self.config.num_train_timesteps, 0, -ratio))
+            trailing = trailing[:num_inference_steps].astype(np.int64) - 1
             self.timesteps = torch.from_numpy(trailing).to(device)
         values = [int(t) for t in self.timesteps.tolist()]   # once per set_timesteps
         self._previous = dict(zip(values, values[1:] + [-1]))

@@ -187,12 +187,7 @@ def denoise(
     latents = noise.to(device) * scheduler.init_noise_sigma
 
     total = len(timestep_values)
-    # Non-finite latents: on the CPU a check after each step costs nothing and stops at once. On
-    # a GPU, reading a flag back each step would sync the host with the device every step, so
-    # the first bad step number accumulates on the device and is read once, after the loop.
-    check_each_step = device.type == "cpu"
-    step_numbers = None if check_each_step else torch.arange(1, total + 1, device=device)
-    first_bad_step = None if check_each_step else torch.zeros((), dtype=torch.long, device=device)
+    watch = NonFiniteWatch(stage, total, device, _nonfinite_hint(scheduler, eta))
     for index in tqdm(range(total), desc=stage, disable=not progress, leave=False):
         if interrupt_event is not None and interrupt_event.is_set():
             raise Mask2IVInterrupted(f"{stage} stage interrupted before step {index + 1}/{total}")
@@ -213,20 +208,46 @@ def denoise(
         latents = result.prev_sample
         if x0_corrections and x0_corrections[index] != 0.0:
             latents = latents + x0_corrections[index] * result.pred_original_sample
-        if check_each_step:
-            if not bool(torch.isfinite(latents).all()):
-                raise Mask2IVNonFiniteError(stage, index + 1, total, _nonfinite_hint(scheduler, eta))
-        else:
-            bad = ~torch.isfinite(latents).all() & (first_bad_step == 0)
-            first_bad_step = torch.where(bad, step_numbers[index], first_bad_step)
+        watch.after_step(index, latents)
         if on_step is not None:
             on_step(StepInfo(stage=stage, step=index + 1, total_steps=total,
                              timestep=timestep_values[index]))
-    if first_bad_step is not None:
-        bad_step = int(first_bad_step)  # the stage's one device -> host read
-        if bad_step:
-            raise Mask2IVNonFiniteError(stage, bad_step, total, _nonfinite_hint(scheduler, eta))
+    watch.finish()
     return latents
+
+
+class NonFiniteWatch:
+    """Raises :class:`Mask2IVNonFiniteError` for the first step whose latents hold NaN/inf.
+
+    On the CPU (``per_step``) the check after each step costs nothing and stops at once. On a
+    GPU, reading a flag back every step would sync the host with the device every step, so the
+    first bad step number accumulates on the device and :meth:`finish` reads it once per stage
+    (the stage ends with a device -> host copy anyway).
+    """
+
+    def __init__(self, stage: str, total_steps: int, device: torch.device, hint: str = "",
+                 per_step: bool | None = None) -> None:
+        self.stage, self.total_steps, self.hint = stage, total_steps, hint
+        self.per_step = device.type == "cpu" if per_step is None else per_step
+        if not self.per_step:
+            self._step_numbers = torch.arange(1, total_steps + 1, device=device)
+            self._first_bad = torch.zeros((), dtype=torch.long, device=device)
+
+    def after_step(self, index: int, latents: torch.Tensor) -> None:
+        """``index``: 0-based step that produced ``latents``."""
+        finite = torch.isfinite(latents).all()
+        if self.per_step:
+            if not finite:
+                raise Mask2IVNonFiniteError(self.stage, index + 1, self.total_steps, self.hint)
+            return
+        first = ~finite & (self._first_bad == 0)
+        self._first_bad = torch.where(first, self._step_numbers[index], self._first_bad)
+
+    def finish(self) -> None:
+        if not self.per_step:
+            step = int(self._first_bad)  # the stage's one read-back
+            if step:
+                raise Mask2IVNonFiniteError(self.stage, step, self.total_steps, self.hint)
 
 
 def _nonfinite_hint(scheduler: SchedulerMixin, eta: float) -> str:
