@@ -95,15 +95,28 @@ def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None,
-                 eta: float) -> dict:
-    """Only pass ``eta``/``generator`` to schedulers whose ``step`` accepts them."""
+                 eta: float) -> tuple[dict, bool]:
+    """Only pass ``eta``/``generator`` to schedulers whose ``step`` accepts them; the flag says
+    whether the loop hands DDIM its noise (``variance_noise``) instead of the generator."""
     accepted = inspect.signature(scheduler.step).parameters
     kwargs = {}
     if "eta" in accepted:
         kwargs["eta"] = eta
-    if "generator" in accepted:
+    own_noise = eta > 0 and "eta" in accepted and "variance_noise" in accepted
+    if "generator" in accepted and not own_noise:
         kwargs["generator"] = generator
-    return kwargs
+    return kwargs, own_noise
+
+
+def _step_noise(shape: torch.Size, generator: torch.Generator | None,
+                device: torch.device) -> torch.Tensor:
+    """A DDIM step's noise, drawn on the CPU as diffusers' ``randn_tensor`` draws it for a CPU
+    generator (the same seed gives the same samples on every device). To a GPU it goes from
+    pinned memory without blocking: a pageable copy would wait for the queued UNet each step."""
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    if device.type != "cuda":
+        return noise.to(device)
+    return noise.pin_memory().to(device, non_blocking=True)
 
 
 def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int],
@@ -179,7 +192,7 @@ def denoise(
     timestep_values = [int(t) for t in timesteps.tolist()]  # host copy for callbacks
     model_timesteps = timesteps.to(device=device)
     fs_tensor = None if fs is None else torch.full((model_batch,), fs, device=device, dtype=torch.long)
-    step_kwargs = _step_kwargs(scheduler, generator, eta)
+    step_kwargs, own_noise = _step_kwargs(scheduler, generator, eta)
     x0_corrections = _dynamic_rescale_corrections(scheduler, timestep_values, dynamic_rescale)
 
     noise = torch.randn((batch, out_channels, num_frames, height, width), generator=generator,
@@ -204,6 +217,8 @@ def denoise(
             prediction = unconditional + guidance_scale * (conditional - unconditional)
             if guidance_rescale > 0.0:
                 prediction = rescale_guidance(prediction, conditional, guidance_rescale)
+        if own_noise:
+            step_kwargs["variance_noise"] = _step_noise(latents.shape, generator, device)
         result = scheduler.step(prediction, timestep, latents, **step_kwargs)
         latents = result.prev_sample
         if x0_corrections and x0_corrections[index] != 0.0:
