@@ -226,3 +226,19 @@ def test_export_records_condition_dropout_and_matching_guidance(tmp_path):
     assert second.condition_dropout == 0.0 and second.sampling.guidance_scale == 1.0
     third = export("tiny_stage1_text", "trajectory_unet_text", 0.1)
     assert third.condition_dropout == 0.0
+
+
+def test_embedded_model_build_records_the_demo_sampling(tmp_path):
+    from mask2iv_ros.assets.build import build_default_model
+
+    pipe = build_tiny_pipeline(seed=0, modes=("position",), with_video=False)
+    pipe.config.sampling = SamplingDefaults(guidance_scale=7.5, dynamic_rescale=None)
+    pipe.config.condition_dropout = 0.1
+    pipe.save_pretrained(tmp_path / "exported")
+    build_default_model(tmp_path / "exported", destination=tmp_path / "default", demo_steps=25)
+    config = Mask2IVPipeline.from_pretrained(tmp_path / "default").config
+    assert config.sampling == SamplingDefaults(num_inference_steps=25, guidance_scale=7.5, eta=0.0,
+                                               dynamic_rescale=None)
+    assert config.condition_dropout == 0.1
+    assert json.loads((tmp_path / "default" / "model_card.json").read_text())[
+        "demo_num_inference_steps"] == 25
