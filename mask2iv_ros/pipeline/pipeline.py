@@ -31,7 +31,7 @@ from ..models.unet import VideoUNet
 from ..models.vae import VideoVAE
 from . import conditioning, context, resize, validation
 from .ddim import scheduler_class
-from .pipeline_config import MODEL_INDEX, PipelineConfig, SamplingDefaults
+from .pipeline_config import MODEL_INDEX, PipelineConfig, SamplingDefaults  # noqa: F401 (re-export)
 from .sampling import StepInfo, denoise, dynamicrafter_scheduler
 
 logger = logging.getLogger(__name__)
