@@ -69,10 +69,22 @@ def _parameters(folder: Path) -> int:
 def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_model",
                         runs: tuple[Path, ...] = (), vae_run: Path | None = None,
                         demo_steps: int = 25, vae_base_run: Path | None = None) -> Path:
-    """Copy the pipeline; add each run's config, loss log and curve, and a model card."""
+    """Copy the pipeline; add each run's config, loss log and curve, and a model card.
+
+    The copy records the demo's sampling (``demo_steps``, deterministic DDIM: eta 0) as its
+    defaults; the rest (CFG from the runs' condition dropout) is the export's.
+    """
+    from mask2iv_ros.pipeline import PipelineConfig
+
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(pipeline, destination)
+    index_path = destination / "model_index.json"
+    index = json.loads(index_path.read_text())
+    config = PipelineConfig.from_dict(index["config"], scheduler=index["components"]["scheduler"])
+    config.sampling.num_inference_steps, config.sampling.eta = demo_steps, 0.0
+    index["config"] = config.to_dict()
+    index_path.write_text(json.dumps(index, indent=2))
     training = destination / "training"
     training.mkdir()
     card = {"demo_num_inference_steps": demo_steps, "data_seed": 2026, "demo_seed": DEMO_SEED,

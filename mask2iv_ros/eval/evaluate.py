@@ -251,8 +251,8 @@ def build_suite(args: argparse.Namespace, device: torch.device) -> MetricSuite:
 def evaluate_pipeline(pipeline_folder: str | Path, data_root: str | Path, out_dir: str | Path,
                       control: VideoControl = VideoControl(), trajectory: str = "predicted",
                       condition: str = "position", split: str = "test",
-                      max_clips: Optional[int] = None, num_inference_steps: int = 50,
-                      guidance_scale: float = 7.5, seed: int = 0, device: str = "cpu",
+                      max_clips: Optional[int] = None, num_inference_steps: Optional[int] = None,
+                      guidance_scale: Optional[float] = None, seed: int = 0, device: str = "cpu",
                       suite: Optional[MetricSuite] = None,
                       trajectory_pipeline: Optional[str | Path] = None,
                       progress: bool = True) -> EvaluationResult:
@@ -260,6 +260,7 @@ def evaluate_pipeline(pipeline_folder: str | Path, data_root: str | Path, out_di
 
     ``trajectory_pipeline`` (default: ``pipeline_folder``) supplies stage 1 when
     ``trajectory="predicted"``; Table 1 feeds every variant the same Mask2IV stage-1 output.
+    ``num_inference_steps``/``guidance_scale`` None: each checkpoint's recorded default.
     """
     from ..pipeline import Mask2IVPipeline
 
@@ -285,6 +286,7 @@ def evaluate_pipeline(pipeline_folder: str | Path, data_root: str | Path, out_di
                 "trajectory": trajectory, "condition": condition, "control": control.control,
                 "trajectory_content": control.trajectory_content,
                 "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+                "sampling": pipe.sampling_settings(num_inference_steps, guidance_scale),
                 "seed": seed}
     write_report(result, out_dir, {"settings": settings})
     save_examples(clips, videos, trajectories, Path(out_dir) / "examples.png",
@@ -308,8 +310,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="stage-1 mode: PT-Gen (placement = last GT object mask) or TT-Gen")
     parser.add_argument("--control", default="concat", choices=CONTROLS)
     parser.add_argument("--trajectory-content", default="actor_object", choices=TRAJECTORY_CONTENTS)
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps per stage")
-    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="DDIM steps per stage (default: the checkpoint's)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_metric_arguments(parser)

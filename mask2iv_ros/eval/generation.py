@@ -114,9 +114,12 @@ def ground_truth_trajectories(clips: Sequence[EvalClip]) -> list[Trajectory]:
 
 def predict_trajectories(pipe: Mask2IVPipeline, clips: Sequence[EvalClip],
                          condition: Literal["position", "text"] = "position",
-                         num_inference_steps: int = 50, guidance_scale: float = 7.5,
+                         num_inference_steps: Optional[int] = None,
+                         guidance_scale: Optional[float] = None,
                          seed: int = 0, progress: bool = True) -> list[Trajectory]:
-    """Stage-1 trajectories: PT-Gen from the last GT object mask, or TT-Gen from the prompt."""
+    """Stage-1 trajectories: PT-Gen from the last GT object mask, or TT-Gen from the prompt.
+
+    ``num_inference_steps``/``guidance_scale`` None: the checkpoint's recorded defaults."""
     if condition not in pipe.modes:
         raise ValueError(f"condition: this pipeline has no {condition!r} trajectory model "
                          f"(available: {list(pipe.modes)})")
@@ -148,11 +151,15 @@ def _to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
 @torch.inference_mode()
 def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Trajectory, prompt: str,
                    control: VideoControl = VideoControl(),
-                   controlnet: Optional[VideoControlNet] = None, num_inference_steps: int = 50,
-                   guidance_scale: float = 7.5, seed: int = 0) -> np.ndarray:
+                   controlnet: Optional[VideoControlNet] = None,
+                   num_inference_steps: Optional[int] = None,
+                   guidance_scale: Optional[float] = None, seed: int = 0) -> np.ndarray:
     """Stage 2 of ``pipe`` conditioned on ``trajectory`` the way ``control`` says; uint8 video.
 
     ``image`` and the trajectory must be at ``pipe.resolution`` (as :func:`load_eval_clips` gives).
+    The video stage sees the empty prompt, as the pipeline's (and the release's) stage 2 does;
+    ``prompt`` is kept for the callers' signature. Sampler settings left None are the
+    checkpoint's recorded defaults (``pipe.sampling_settings``).
     """
     if pipe.video_unet is None:
         raise ValueError("pipe: this checkpoint has no video_unet (stage 2)")
@@ -177,25 +184,21 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
             unet = FixedHintUNet(ControlledVideoUNet(pipe.video_unet, controlnet), trajectory_latents)
     condition = video_condition(concat_latents, image_latent)
     generator = torch.Generator("cpu").manual_seed(seed)
-    # Guidance contrasts with the empty prompt (and the zero image where the UNet has image
-    # cross-attention), as the pipeline's stage 2 does.
+    # The pipeline's stage-2 contexts: the empty prompt; guidance contrasts with the zero image
+    # where the UNet has image cross-attention.
     frame = _to_tensor(image[None], device)[:, :, 0]
-    contexts = pipe.encode_context([prompt, prompt], frame.expand(2, -1, -1, -1),
-                                   unet=pipe.video_unet, drop_prompt=[False, True],
-                                   drop_image=[False, True])
-    context, uncond_context = (None, None) if contexts is None else contexts.chunk(2)
+    context, uncond_context = pipe.guidance_contexts(None, frame)(pipe.video_unet)
     latents = denoise(unet, pipe.scheduler, condition, context, uncond_context=uncond_context,
-                      fs=pipe.config.fs, num_inference_steps=num_inference_steps,
-                      guidance_scale=guidance_scale, guidance_rescale=pipe.config.guidance_rescale,
-                      eta=pipe.config.eta, dynamic_rescale=pipe.config.dynamic_rescale,
-                      generator=generator, stage="video")
+                      fs=pipe.config.fs, generator=generator, stage="video",
+                      **pipe.sampling_settings(num_inference_steps, guidance_scale))
     decoded = pipe.vae.decode(latents)[0]
     return _unit_to_uint8(decoded.cpu())
 
 
 def generate_videos(pipe: Mask2IVPipeline, clips: Sequence[EvalClip], trajectories: Sequence[Trajectory],
                     control: VideoControl = VideoControl(), controlnet: Optional[VideoControlNet] = None,
-                    num_inference_steps: int = 50, guidance_scale: float = 7.5, seed: int = 0,
+                    num_inference_steps: Optional[int] = None,
+                    guidance_scale: Optional[float] = None, seed: int = 0,
                     progress: bool = True) -> Iterator[np.ndarray]:
     """:func:`generate_video` for every clip (seed + index per clip)."""
     if len(clips) != len(trajectories):

@@ -187,8 +187,8 @@ def bar_plot(rows: Sequence[tuple[str, dict[str, float]]], metrics: Sequence[str
 def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
                      stage1_config: str = DEFAULT_STAGE1_CONFIG,
                      stage2_config: str = DEFAULT_STAGE2_CONFIG, stage1_steps: Optional[int] = None,
-                     max_clips: Optional[int] = None, sample_steps: int = 50,
-                     guidance_scale: float = 7.5, seed: int = 0, device: str = "cpu",
+                     max_clips: Optional[int] = None, sample_steps: Optional[int] = None,
+                     guidance_scale: Optional[float] = None, seed: int = 0, device: str = "cpu",
                      suite: Optional[MetricSuite] = None, extra_overrides: Sequence[str] = (),
                      tables: Sequence[int] = (1, 2), reuse: bool = False,
                      train_fn: Callable[[str, Sequence[str]], None] = default_train,
@@ -196,6 +196,7 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
     """Train all variants at ``steps`` and write both tables; returns the results dict.
 
     ``reuse`` skips training a variant whose pipeline folder already has its stage-2 model.
+    ``sample_steps``/``guidance_scale`` None: each checkpoint's recorded sampling defaults.
     ``train_fn(config_path, overrides)`` runs one training (tests substitute a stub).
     """
     from ..pipeline import Mask2IVPipeline
@@ -245,6 +246,7 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
     stage1 = Mask2IVPipeline.from_pretrained(stage1_pipeline, device=torch_device)
     clips = load_eval_clips(data_root, stage1.config.num_frames, stage1.resolution, "test", max_clips,
                             data_cfg.test_fraction, data_cfg.split_seed, data_cfg.frame_stride)
+    sampling = stage1.sampling_settings(sample_steps, guidance_scale)  # what "None" resolves to
     trajectories = {"predicted": predict_trajectories(stage1, clips, "position", sample_steps,
                                                       guidance_scale, seed, progress),
                     "ground_truth": ground_truth_trajectories(clips)}
@@ -252,7 +254,8 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
         [clip_trajectory_metrics(c, t) for c, t in zip(clips, trajectories["predicted"])])
     results: dict[str, Any] = {"settings": {"data": data_root, "steps": steps,
                                             "stage1_steps": stage1_steps or steps,
-                                            "sample_steps": sample_steps, "num_clips": len(clips),
+                                            "sample_steps": sample_steps, "sampling": sampling,
+                                            "num_clips": len(clips),
                                             "stage1_config": stage1_config,
                                             "stage2_config": stage2_config},
                                "stage1_trajectories": stage1_summary,
@@ -286,7 +289,8 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
                  for row in rows_by_table[table] if row.variant in skipped]
         caption = (f"Table {table}: {'baselines with stage-1 predicted' if table == 1 else 'ablation with ground-truth'} "
                    f"trajectories; synthetic held-out split ({len(clips)} clips), {steps} training steps "
-                   f"per variant, {sample_steps} DDIM steps.")
+                   f"per variant, {sampling['num_inference_steps']} DDIM steps (eta "
+                   f"{sampling['eta']:g}, guidance {sampling['guidance_scale']:g}).")
         (out / f"table{table}.md").write_text(markdown_table(table_rows, metrics, sources, caption, notes))
         bar_plot(table_rows, metrics, sources, out / f"table{table}.png", f"Table {table}")
     traj = results["stage1_trajectories"]
@@ -313,8 +317,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="training override applied to every run (repeatable)")
     parser.add_argument("--tables", default="1,2", help="which tables, e.g. 1 or 1,2")
     parser.add_argument("--max-clips", type=int, default=None, help="held-out clips to evaluate")
-    parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps per stage")
-    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--sample-steps", type=int, default=None,
+                        help="DDIM steps per stage (default: the checkpoints')")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: the checkpoints')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reuse", action="store_true", help="skip variants already trained in --out")

@@ -9,8 +9,8 @@ cross-attention also see CLIP tokens of the first frame (optional ``image_encode
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import logging
 import os
 import shutil
 import threading
@@ -23,65 +23,21 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..masks import (ACTOR, DEFAULT_PALETTE, OBJECT, MaskPalette, encode_masks, labels_to_rgb,
-                     palette_labels)
+from ..masks import ACTOR, DEFAULT_PALETTE, OBJECT, MaskPalette, encode_masks, labels_to_rgb, palette_labels
 from ..models.image_encoder import ImageEncoder, load_image_encoder
 from ..models.resampler import Resampler
 from ..models.text_encoder import TextEncoder, load_text_encoder
 from ..models.unet import VideoUNet
 from ..models.vae import VideoVAE
 from . import conditioning, context, resize, validation
+from .ddim import scheduler_class
+from .pipeline_config import MODEL_INDEX, PipelineConfig, SamplingDefaults  # noqa: F401 (re-export)
 from .sampling import StepInfo, denoise, dynamicrafter_scheduler
 
-MODEL_INDEX = "model_index.json"
+logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 UNET_COMPONENTS = {"text": "trajectory_unet_text", "position": "trajectory_unet_position"}
 CallbackFn = Callable[["Mask2IVPipeline", StepInfo], None]
-
-
-@dataclass
-class PipelineConfig:
-    """Settings stored in ``model_index.json`` next to the components."""
-
-    resolution: tuple[int, int] = (320, 512)   # (H, W) the models work at
-    num_frames: int = 16
-    fps: float = 8.0                           # playback rate of the generated frames
-    fs: int | None = None                      # frame-rate condition; None = each UNet's default_fs
-    palette: MaskPalette = DEFAULT_PALETTE
-    model_id: str = "mask2iv"
-    guidance_rescale: float = 0.7              # DynamiCrafter 512/1024 inference setting
-    # DDIM eta. DynamiCrafter's run.sh uses 1.0, but diffusers' DDIMScheduler with a zero-SNR
-    # schedule takes sqrt(1 - a_prev - sigma^2) of a slightly negative float32 at the first step
-    # (NaN) for eta > 0, so deterministic DDIM (0.0) is the default.
-    eta: float = 0.0
-    # DynamiCrafter's use_dynamic_rescale base_scale (0.7 in its 512/1024 configs): set it for
-    # models trained with x_start * s(t) (see sampling.dynamic_rescale_schedule); DDIM only.
-    dynamic_rescale: float | None = None
-
-    def __post_init__(self) -> None:
-        self.resolution = tuple(int(v) for v in self.resolution)  # type: ignore[assignment]
-        if isinstance(self.palette, dict):
-            self.palette = MaskPalette.from_dict(self.palette)
-        if len(self.resolution) != 2 or min(self.resolution) < 8:
-            raise ValueError(f"resolution: expected (H, W) >= 8, got {self.resolution}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta: expected a float in [0, 1], got {self.eta}")
-        if self.num_frames < 2:
-            raise ValueError(f"num_frames: expected >= 2, got {self.num_frames}")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["resolution"] = list(self.resolution)
-        data["palette"] = self.palette.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{MODEL_INDEX} config: unknown keys {unknown}")
-        return cls(**data)
 
 
 @dataclass
@@ -135,6 +91,7 @@ class Mask2IVPipeline:
         self.scheduler = scheduler if scheduler is not None else dynamicrafter_scheduler()
         self.config = config if config is not None else PipelineConfig()
         self._interrupt = threading.Event()
+        self._warned_guidance = False  # the CFG-without-condition-dropout warning, once
         self._check_components()
         for module in self._modules().values():
             module.eval()
@@ -262,8 +219,11 @@ class Mask2IVPipeline:
         tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir()
+            # the recorded scheduler is the one this pipeline samples with (it may be swapped)
+            config = self.config.to_dict()
+            config["sampling"]["scheduler"] = type(self.scheduler).__name__
             index = {"_class_name": type(self).__name__, "format_version": FORMAT_VERSION,
-                     "config": self.config.to_dict(), "components": {}}
+                     "config": config, "components": {}}
             components = index["components"]
             self.vae.save_pretrained(tmp / "vae")
             components["vae"] = "VideoVAE"
@@ -301,9 +261,11 @@ class Mask2IVPipeline:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None) -> "Mask2IVPipeline":
-        """Load a folder written by :meth:`save_pretrained` (local files, safetensors only)."""
-        import diffusers
+        """Load a folder written by :meth:`save_pretrained` (local files, safetensors only).
 
+        The scheduler is ``config.sampling.scheduler`` built from ``scheduler/``'s config
+        (a diffusers class or :data:`mask2iv_ros.pipeline.ddim.SCHEDULERS`).
+        """
         folder = Path(folder)
         if not (folder / MODEL_INDEX).is_file():
             raise FileNotFoundError(f"folder: {folder} has no {MODEL_INDEX} (not a Mask2IV pipeline)")
@@ -323,13 +285,16 @@ class Mask2IVPipeline:
             if components.get("image_encoder") else None
         image_projection = Resampler.from_pretrained(folder / "image_projection") \
             if components.get("image_projection") else None
-        scheduler_class = getattr(diffusers, components["scheduler"], None)
-        if scheduler_class is None or not issubclass(scheduler_class, diffusers.SchedulerMixin):
-            raise ValueError(f"{folder / MODEL_INDEX}: unknown scheduler {components['scheduler']!r}")
+        config = PipelineConfig.from_dict(index["config"], scheduler=components["scheduler"])
+        try:
+            scheduler_type = scheduler_class(config.sampling.scheduler)
+        except ValueError as error:
+            raise ValueError(f"{folder / MODEL_INDEX}: config.sampling.{error}") from None
+        # from_config: the sampling scheduler may differ from the class that wrote scheduler/
+        scheduler_config = scheduler_type.load_config(folder / "scheduler")
         pipe = cls(vae=VideoVAE.from_pretrained(folder / "vae"), text_encoder=text_encoder,
-                   scheduler=scheduler_class.from_pretrained(folder / "scheduler"),
-                   config=PipelineConfig.from_dict(index["config"]), image_encoder=image_encoder,
-                   image_projection=image_projection, **unets)
+                   scheduler=scheduler_type.from_config(scheduler_config), config=config,
+                   image_encoder=image_encoder, image_projection=image_projection, **unets)
         return pipe.to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ generation
@@ -374,7 +339,7 @@ class Mask2IVPipeline:
         image = context.image_tokens(self.image_encoder, self.image_projection, images, drop_image)
         return torch.cat([tokens, image.to(tokens.dtype)], dim=1)
 
-    def _guidance_contexts(self, prompt: str | None, image: torch.Tensor
+    def guidance_contexts(self, prompt: str | None, image: torch.Tensor
                            ) -> Callable[[VideoUNet], tuple[torch.Tensor | None, torch.Tensor | None]]:
         """``unet -> (context, uncond_context)`` for this call, each computed once per kind.
 
@@ -406,17 +371,59 @@ class Mask2IVPipeline:
                        uncond_condition=uncond_condition, uncond_context=uncond_context,
                        fs=self.config.fs, stage=stage, interrupt_event=self._interrupt, **kwargs)
 
+    def sampling_settings(self, num_inference_steps: int | None = None,
+                          guidance_scale: float | None = None, eta: float | None = None,
+                          guidance_rescale: float | None = None) -> dict[str, Any]:
+        """The validated sampler arguments of one call: each None is the checkpoint's recorded
+        default (``config.sampling``). Keys: num_inference_steps, guidance_scale, eta,
+        guidance_rescale, dynamic_rescale (the :func:`~.sampling.denoise` keywords).
+
+        Guidance on a checkpoint recorded with ``condition_dropout == 0`` logs a warning (once
+        per pipeline): its unconditional branch was never trained.
+        """
+        recorded = self.config.sampling
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        settings = dict(
+            num_inference_steps=validation.check_int(
+                "num_inference_steps", pick(num_inference_steps, recorded.num_inference_steps),
+                1, validation.MAX_INFERENCE_STEPS),
+            guidance_scale=validation.check_float(
+                "guidance_scale", pick(guidance_scale, recorded.guidance_scale), 0.0,
+                validation.MAX_GUIDANCE_SCALE),
+            eta=validation.check_float("eta", pick(eta, recorded.eta), 0.0, 1.0),
+            guidance_rescale=validation.check_float(
+                "guidance_rescale", pick(guidance_rescale, recorded.guidance_rescale), 0.0, 1.0),
+            dynamic_rescale=recorded.dynamic_rescale)
+        if settings["guidance_scale"] != 1.0 and self.config.condition_dropout == 0.0 \
+                and not self._warned_guidance:
+            self._warned_guidance = True
+            logger.warning(
+                "guidance_scale %g on %s, which was trained without condition dropout "
+                "(config.training.condition_dropout 0): its unconditional prediction was never "
+                "trained, so classifier-free guidance extrapolates towards noise and degrades "
+                "the output; use guidance_scale 1.0 (this checkpoint's default is %g)",
+                settings["guidance_scale"], self.config.model_id, recorded.guidance_scale)
+        return settings
+
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, object_mask: np.ndarray, prompt: str | None = None,
                  placement_mask: np.ndarray | None = None, actor_mask: np.ndarray | None = None,
-                 num_frames: int | None = None, num_inference_steps: int = 50,
-                 guidance_scale: float = 7.5, seed: int | None = 0, trajectory_only: bool = False,
-                 callback_on_step_end: CallbackFn | None = None, *,
-                 guidance_rescale: float | None = None, progress: bool = False) -> Mask2IVOutput:
+                 num_frames: int | None = None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, seed: int | None = 0,
+                 trajectory_only: bool = False, callback_on_step_end: CallbackFn | None = None, *,
+                 eta: float | None = None, guidance_rescale: float | None = None,
+                 progress: bool = False) -> Mask2IVOutput:
         """Generate the mask trajectory and (unless ``trajectory_only``) the video.
 
-        Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given.
-        ``guidance_rescale`` defaults to ``config.guidance_rescale``; ``seed=None`` draws one.
+        Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given; the
+        video stage conditions on the empty prompt, as the released Mask2IV pipeline does.
+        ``num_inference_steps``, ``guidance_scale``, ``eta``, ``guidance_rescale``: None = the
+        checkpoint's recorded default (``config.sampling``, :meth:`sampling_settings`).
+        ``seed=None`` draws one. A step producing NaN/inf latents raises
+        :class:`~.sampling.Mask2IVNonFiniteError`.
         """
         self._interrupt.clear()
         inputs = validation.check_inputs(image, object_mask, prompt, placement_mask, actor_mask,
@@ -424,13 +431,8 @@ class Mask2IVPipeline:
         num_frames = validation.check_int("num_frames", self.config.num_frames
                                           if num_frames is None else num_frames,
                                           2, validation.MAX_FRAMES)
-        steps = validation.check_int("num_inference_steps", num_inference_steps, 1,
-                                     validation.MAX_INFERENCE_STEPS)
-        guidance_scale = validation.check_float("guidance_scale", guidance_scale, 0.0,
-                                                validation.MAX_GUIDANCE_SCALE)
-        guidance_rescale = validation.check_float(
-            "guidance_rescale", self.config.guidance_rescale if guidance_rescale is None
-            else guidance_rescale, 0.0, 1.0)
+        settings = self.sampling_settings(num_inference_steps, guidance_scale, eta,
+                                          guidance_rescale)
         seed = validation.check_seed(seed)
         self._check_image_frames(num_frames)
         if not trajectory_only and self.video_unet is None:
@@ -453,10 +455,7 @@ class Mask2IVPipeline:
             if callback_on_step_end is not None:
                 callback_on_step_end(self, info)
 
-        sample_kwargs = dict(num_inference_steps=steps, guidance_scale=guidance_scale,
-                             guidance_rescale=guidance_rescale, eta=self.config.eta,
-                             dynamic_rescale=self.config.dynamic_rescale,
-                             generator=generator, on_step=on_step, progress=progress)
+        sample_kwargs = dict(**settings, generator=generator, on_step=on_step, progress=progress)
         timings: dict[str, float] = {}
 
         # ---- stage 1: mask trajectory
@@ -469,7 +468,8 @@ class Mask2IVPipeline:
         latents = self.vae.encode(_to_tensor(np.stack(frames), device))
         image_latent, mask_latent = latents[:, :, 0:1], latents[:, :, 1:2]
         # the RGB first frame conditions both stages' image cross-attention (as in DynamiCrafter)
-        contexts = self._guidance_contexts(inputs.prompt, _to_tensor(model_image[None], device)[:, :, 0])
+        first_frame = _to_tensor(model_image[None], device)[:, :, 0]
+        contexts = self.guidance_contexts(inputs.prompt, first_frame)
         if inputs.mode == "text":
             condition = conditioning.tt_condition(image_latent, mask_latent, num_frames)
             uncond_condition = None
@@ -491,8 +491,12 @@ class Mask2IVPipeline:
             snapped = labels_to_rgb(labels, palette)
             trajectory_latents = self.vae.encode(_to_tensor(snapped, device))
             condition = conditioning.video_condition(trajectory_latents, image_latent)
-            video_latents = self._sample(self.video_unet, "video", condition, None, contexts,
-                                         **sample_kwargs)
+            # the released pipeline's stage 2 sees the empty prompt: the trajectory carries the
+            # action (guidance then contrasts only the image tokens, where the UNet has them)
+            video_contexts = contexts if inputs.prompt is None else \
+                self.guidance_contexts(None, first_frame)
+            video_latents = self._sample(self.video_unet, "video", condition, None,
+                                         video_contexts, **sample_kwargs)
             video = grid.visible(_to_uint8(self.vae.decode(video_latents)))
             timings["video"] = time.perf_counter() - start
 

@@ -2,7 +2,9 @@
 
 Classifier-free guidance runs the conditional and unconditional branches as one batch of 2.
 The loop never reads device values back to the host (timesteps for callbacks come from a CPU
-copy made before the loop), so CUDA work queues up without synchronisation.
+copy made before the loop), so CUDA work queues up without synchronisation. A non-finite latent
+raises :class:`Mask2IVNonFiniteError` naming the stage and the first bad step: on the CPU
+checked after every step, on other devices through an on-device flag read once per stage.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
 from .conditioning import model_input
+from .ddim import SafeDDIMScheduler
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,25 @@ class Mask2IVInterrupted(RuntimeError):
     """Raised inside a running pipeline call after :meth:`Mask2IVPipeline.interrupt`."""
 
 
-def dynamicrafter_scheduler() -> DDIMScheduler:
-    """DynamiCrafter's schedule in diffusers terms (docs/ARCHITECTURE.md)."""
-    return DDIMScheduler(
+class Mask2IVNonFiniteError(FloatingPointError):
+    """A denoising step produced NaN/inf latents (the video would come out black)."""
+
+    def __init__(self, stage: str, step: int, total_steps: int, hint: str = "") -> None:
+        self.stage, self.step, self.total_steps = stage, step, total_steps
+        super().__init__(f"{stage} stage step {step}/{total_steps}: latent has NaN/inf{hint}")
+
+
+def dynamicrafter_scheduler() -> SafeDDIMScheduler:
+    """DynamiCrafter's schedule and DDIM sampler in diffusers terms (docs/ARCHITECTURE.md).
+
+    ``timestep_spacing="trailing"`` is DynamiCrafter's ``uniform_trailing``; its last step goes
+    to ``alphas_cumprod[0]`` (``set_alpha_to_one=False``), not to alpha_bar = 1.
+    """
+    return SafeDDIMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
         beta_schedule="scaled_linear", prediction_type="v_prediction",
         rescale_betas_zero_snr=True, timestep_spacing="trailing", clip_sample=False,
-        set_alpha_to_one=True, steps_offset=0)
+        set_alpha_to_one=False, steps_offset=0)
 
 
 def dynamic_rescale_schedule(base_scale: float = 0.7, turning_step: int = 400,
@@ -80,15 +95,28 @@ def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None,
-                 eta: float) -> dict:
-    """Only pass ``eta``/``generator`` to schedulers whose ``step`` accepts them."""
+                 eta: float) -> tuple[dict, bool]:
+    """Only pass ``eta``/``generator`` to schedulers whose ``step`` accepts them; the flag says
+    whether the loop hands DDIM its noise (``variance_noise``) instead of the generator."""
     accepted = inspect.signature(scheduler.step).parameters
     kwargs = {}
     if "eta" in accepted:
         kwargs["eta"] = eta
-    if "generator" in accepted:
+    own_noise = eta > 0 and "eta" in accepted and "variance_noise" in accepted
+    if "generator" in accepted and not own_noise:
         kwargs["generator"] = generator
-    return kwargs
+    return kwargs, own_noise
+
+
+def _step_noise(shape: torch.Size, generator: torch.Generator | None,
+                device: torch.device) -> torch.Tensor:
+    """A DDIM step's noise, drawn on the CPU as diffusers' ``randn_tensor`` draws it for a CPU
+    generator (the same seed gives the same samples on every device). To a GPU it goes from
+    pinned memory without blocking: a pageable copy would wait for the queued UNet each step."""
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    if device.type != "cuda":
+        return noise.to(device)
+    return noise.pin_memory().to(device, non_blocking=True)
 
 
 def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int],
@@ -97,7 +125,7 @@ def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int]
     DynamiCrafter's ``x_prev = sqrt(a_prev) * r * pred_x0 + dir_xt + noise``, where
     ``r = s(t_prev) / s(t)`` (1 at the last step): ``c_i = sqrt(a_prev) * (r - 1)``.
 
-    ``t_prev`` and ``a_prev`` are taken exactly as ``DDIMScheduler.step`` takes them. Python
+    ``t_prev`` and ``a_prev`` are taken exactly as the scheduler's ``step`` takes them. Python
     floats, so the loop reads nothing back from the device.
     """
     if base_scale is None:
@@ -110,7 +138,8 @@ def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int]
     alphas = scheduler.alphas_cumprod.double()
     corrections = []
     for t in timesteps:
-        t_prev = t - num_train // scheduler.num_inference_steps
+        t_prev = scheduler.previous_timestep(t) if isinstance(scheduler, SafeDDIMScheduler) \
+            else t - num_train // scheduler.num_inference_steps
         if t_prev < 0:  # last step: DynamiCrafter's ratio is 1 there
             corrections.append(0.0)
             continue
@@ -163,7 +192,7 @@ def denoise(
     timestep_values = [int(t) for t in timesteps.tolist()]  # host copy for callbacks
     model_timesteps = timesteps.to(device=device)
     fs_tensor = None if fs is None else torch.full((model_batch,), fs, device=device, dtype=torch.long)
-    step_kwargs = _step_kwargs(scheduler, generator, eta)
+    step_kwargs, own_noise = _step_kwargs(scheduler, generator, eta)
     x0_corrections = _dynamic_rescale_corrections(scheduler, timestep_values, dynamic_rescale)
 
     noise = torch.randn((batch, out_channels, num_frames, height, width), generator=generator,
@@ -171,6 +200,7 @@ def denoise(
     latents = noise.to(device) * scheduler.init_noise_sigma
 
     total = len(timestep_values)
+    watch = NonFiniteWatch(stage, total, device, _nonfinite_hint(scheduler, eta))
     for index in tqdm(range(total), desc=stage, disable=not progress, leave=False):
         if interrupt_event is not None and interrupt_event.is_set():
             raise Mask2IVInterrupted(f"{stage} stage interrupted before step {index + 1}/{total}")
@@ -187,11 +217,57 @@ def denoise(
             prediction = unconditional + guidance_scale * (conditional - unconditional)
             if guidance_rescale > 0.0:
                 prediction = rescale_guidance(prediction, conditional, guidance_rescale)
+        if own_noise:
+            step_kwargs["variance_noise"] = _step_noise(latents.shape, generator, device)
         result = scheduler.step(prediction, timestep, latents, **step_kwargs)
         latents = result.prev_sample
         if x0_corrections and x0_corrections[index] != 0.0:
             latents = latents + x0_corrections[index] * result.pred_original_sample
+        watch.after_step(index, latents)
         if on_step is not None:
             on_step(StepInfo(stage=stage, step=index + 1, total_steps=total,
                              timestep=timestep_values[index]))
+    watch.finish()
     return latents
+
+
+class NonFiniteWatch:
+    """Raises :class:`Mask2IVNonFiniteError` for the first step whose latents hold NaN/inf.
+
+    On the CPU (``per_step``) the check after each step costs nothing and stops at once. On a
+    GPU, reading a flag back every step would sync the host with the device every step, so the
+    first bad step number accumulates on the device and :meth:`finish` reads it once per stage
+    (the stage ends with a device -> host copy anyway).
+    """
+
+    def __init__(self, stage: str, total_steps: int, device: torch.device, hint: str = "",
+                 per_step: bool | None = None) -> None:
+        self.stage, self.total_steps, self.hint = stage, total_steps, hint
+        self.per_step = device.type == "cpu" if per_step is None else per_step
+        if not self.per_step:
+            self._step_numbers = torch.arange(1, total_steps + 1, device=device)
+            self._first_bad = torch.zeros((), dtype=torch.long, device=device)
+
+    def after_step(self, index: int, latents: torch.Tensor) -> None:
+        """``index``: 0-based step that produced ``latents``."""
+        finite = torch.isfinite(latents).all()
+        if self.per_step:
+            if not finite:
+                raise Mask2IVNonFiniteError(self.stage, index + 1, self.total_steps, self.hint)
+            return
+        first = ~finite & (self._first_bad == 0)
+        self._first_bad = torch.where(first, self._step_numbers[index], self._first_bad)
+
+    def finish(self) -> None:
+        if not self.per_step:
+            step = int(self._first_bad)  # the stage's one read-back
+            if step:
+                raise Mask2IVNonFiniteError(self.stage, step, self.total_steps, self.hint)
+
+
+def _nonfinite_hint(scheduler: SchedulerMixin, eta: float) -> str:
+    """The known cause worth naming: diffusers' DDIM with eta > 0 on a zero-SNR schedule."""
+    if eta > 0 and type(scheduler) is DDIMScheduler and scheduler.config.rescale_betas_zero_snr:
+        return ("; diffusers' DDIMScheduler with eta > 0 on a zero-SNR schedule can give NaN at "
+                "the first step, use mask2iv_ros.pipeline.ddim.SafeDDIMScheduler (or eta 0)")
+    return ""

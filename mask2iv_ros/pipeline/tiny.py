@@ -12,7 +12,8 @@ from ..models.text_encoder import CLIPTextEncoder, MiniLMTextEncoder
 from ..models.unet import VideoUNet
 from ..models.unet_config import UNetConfig
 from ..models.vae import VideoVAE, tiny_vae_config
-from .pipeline import UNET_COMPONENTS, Mask2IVPipeline, PipelineConfig
+from .pipeline import UNET_COMPONENTS, Mask2IVPipeline
+from .pipeline_config import PipelineConfig, SamplingDefaults
 
 TINY_IMAGE_TOKENS_PER_FRAME = 4
 
@@ -82,8 +83,12 @@ def build_tiny_pipeline(seed: int = 0, modes: Sequence[str] = ("text", "position
         components = {name: unet(i + 1) if mode in modes else None
                       for i, (mode, name) in enumerate(UNET_COMPONENTS.items())}
         video_unet = unet(3) if with_video else None
+    # random weights: sampled as the project's models were before issue 10 (CFG 7.5 on both
+    # branches exercises the guidance path, deterministic DDIM), training unknown
+    sampling = SamplingDefaults(num_inference_steps=50, guidance_scale=7.5, eta=0.0,
+                                guidance_rescale=0.7, dynamic_rescale=None)
     config = PipelineConfig(resolution=resolution, num_frames=num_frames, fps=4.0,
-                            model_id=f"mask2iv-tiny-seed{seed}")
+                            model_id=f"mask2iv-tiny-seed{seed}", sampling=sampling)
     return Mask2IVPipeline.from_components(vae=vae, text_encoder=encoder, video_unet=video_unet,
                                            config=config, image_encoder=image_encoder,
                                            image_projection=image_projection, **components)

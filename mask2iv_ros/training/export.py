@@ -42,6 +42,7 @@ from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.models.vae import VideoVAE
 from mask2iv_ros.pipeline import Mask2IVPipeline, PipelineConfig, dynamicrafter_scheduler
 from mask2iv_ros.pipeline.pipeline import MODEL_INDEX, UNET_COMPONENTS
+from mask2iv_ros.pipeline.pipeline_config import training_sampling_defaults
 
 from .config import TrainConfig
 logger = logging.getLogger(__name__)
@@ -149,10 +150,10 @@ def _warn_foreign_projections(shared: Resampler, trained: Mapping[str, Resampler
                        "was" if len(others) == 1 else "were", TRAINED_PROJECTION)
 
 
-def sampling_scheduler(config: TrainConfig):
-    """The pipeline's DDIM scheduler with this run's training schedule."""
+def sampling_scheduler(config: TrainConfig) -> DDIMScheduler:
+    """The pipeline's DDIM scheduler (SafeDDIMScheduler) with this run's training schedule."""
     d = config.diffusion
-    return DDIMScheduler.from_config(
+    return type(dynamicrafter_scheduler()).from_config(
         dynamicrafter_scheduler().config, num_train_timesteps=d.num_train_timesteps,
         beta_start=d.beta_start, beta_end=d.beta_end, beta_schedule=d.beta_schedule,
         prediction_type=d.prediction_type, rescale_betas_zero_snr=d.rescale_betas_zero_snr)
@@ -201,9 +202,13 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
     vae, text_encoder = _cpu_copy(vae), _cpu_copy(text_encoder)
 
     unets: dict[str, Optional[VideoUNet]] = {name: None for name in UNET_NAMES}
+    # How the run trained (condition dropout) decides how the folder is sampled by default.
+    # dynamic_rescale stays None until training scales x_start by s(t) (then: its base scale).
+    condition_dropout = config.diffusion.condition_dropout_prob
     pipeline_config = PipelineConfig(
         resolution=(config.data.height, config.data.width), num_frames=config.data.num_frames,
-        fps=float(config.data.fps), fs=int(config.data.fps))
+        fps=float(config.data.fps), fs=int(config.data.fps), condition_dropout=condition_dropout,
+        sampling=training_sampling_defaults(condition_dropout))
     shared_encoder, shared_projection = image_encoder, projection
     if (folder / MODEL_INDEX).is_file():
         existing = Mask2IVPipeline.from_pretrained(folder)
@@ -212,7 +217,7 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
         if projection is None:  # a run without the image branch keeps the folder's
             shared_encoder, shared_projection = existing.image_encoder, existing.image_projection
         unets.update({name: getattr(existing, name) for name in UNET_NAMES})
-        pipeline_config = existing.config
+        pipeline_config = existing.config.with_trained_component(condition_dropout)
         trained_at = ((config.data.height, config.data.width), config.data.num_frames)
         if (tuple(pipeline_config.resolution), pipeline_config.num_frames) != trained_at:
             logger.warning("export: %s was written for %s x %d frames; this run trained at %s x %d",

@@ -65,7 +65,7 @@ def test_save_load_round_trip_is_bit_identical(tiny_pipe, inputs, tmp_path):
     assert index["components"] == {
         "vae": "VideoVAE", "text_encoder": "clip", "trajectory_unet_text": "VideoUNet",
         "trajectory_unet_position": "VideoUNet", "video_unet": "VideoUNet",
-        "scheduler": "DDIMScheduler"}
+        "scheduler": "SafeDDIMScheduler"}
     for name in ("vae", "trajectory_unet_text", "trajectory_unet_position", "video_unet",
                  "text_encoder"):
         assert (folder / name / "config.json").is_file()

@@ -45,7 +45,7 @@ def test_dynamic_rescale_step_is_dynamicrafter_ddim_formula():
     for t in ts:
         t_prev = t - 1000 // steps
         a_t = alphas[t]
-        a_prev = alphas[t_prev] if t_prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+        a_prev = alphas[max(t_prev, 0)]  # DynamiCrafter: the last step goes to alphas_cumprod[0]
         ratio = scale[t_prev] / scale[t] if t_prev >= 0 else 1.0
         e_t = a_t.sqrt() * v.double() + (1 - a_t).sqrt() * x
         pred_x0 = (a_t.sqrt() * x - (1 - a_t).sqrt() * v.double()) * ratio
@@ -73,3 +73,24 @@ def test_guidance_formula_and_rescale():
     torch.testing.assert_close(full.std(dim=[1, 2, 3, 4]), cond.std(dim=[1, 2, 3, 4]))
     torch.testing.assert_close(rescale_guidance(guided, cond, 0.0), guided)
     assert torch.isfinite(rescale_guidance(torch.zeros_like(cond), torch.zeros_like(cond), 0.7)).all()
+
+
+def test_eta_noise_is_the_generator_stream_diffusers_would_draw():
+    """The loop hands DDIM its step noise (drawn on the CPU, pinned to a GPU): the same samples
+    as ``scheduler.step(..., generator=...)`` draws, so a seed means the same as before."""
+    torch.manual_seed(0)
+    v = torch.randn(1, 4, 2, 3, 3)
+    got = denoise(ConstantV(v), dynamicrafter_scheduler(), torch.zeros(1, 8, 2, 3, 3), None,
+                  num_inference_steps=5, guidance_scale=1.0, eta=1.0,
+                  generator=torch.Generator().manual_seed(3))
+    scheduler = dynamicrafter_scheduler()
+    scheduler.set_timesteps(5)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 4, 2, 3, 3, generator=generator)
+    for t in scheduler.timesteps:
+        x = scheduler.step(v, t, x, eta=1.0, generator=generator).prev_sample
+    torch.testing.assert_close(got, x, rtol=0, atol=0)
+    plain = denoise(ConstantV(v), dynamicrafter_scheduler(), torch.zeros(1, 8, 2, 3, 3), None,
+                    num_inference_steps=5, guidance_scale=1.0, eta=0.0,
+                    generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(plain, got)
