@@ -13,7 +13,8 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 stamp_ok() { [ -f "$VENV/.$1.sha" ] && [ "$(cat "$VENV/.$1.sha")" = "$2" ]; }
-hash_of() { find "$@" -type f 2>/dev/null | LC_ALL=C sort | xargs -r cat | sha256sum | cut -d' ' -f1; }
+# Hash of the tracked files under the given paths (never __pycache__ or other by-products).
+hash_of() { "$ROOT/scripts/source_hash.sh" "$@"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating venv $VENV"
