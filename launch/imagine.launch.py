@@ -1,59 +1,96 @@
-"""Start imagine_node with config/imagine.yaml; model_path, device, use_sim_time as arguments.
+"""Start imagine_node (a lifecycle node) with config/imagine.yaml, then configure and activate it.
 
-    ros2 launch mask2iv_ros imagine.launch.py model_path:=/path/to/checkpoint device:=cuda
+    ros2 launch mask2iv_ros imagine.launch.py mode:=position model_path:=/path/to/checkpoint device:=cuda
     ros2 launch mask2iv_ros imagine.launch.py params_file:=my_params.yaml use_sim_time:=true
+    ros2 launch mask2iv_ros imagine.launch.py auto_activate:=false   # then: ros2 lifecycle set /imagine_node configure
+    ros2 launch mask2iv_ros imagine.launch.py --show-args            # every argument with its description
 
-model_path and device, when given, override the parameters file. Needs a real ROS 2 install (launch, launch_ros);
-the PyPI-wheel set-up of this repository has neither: there, run `imagine_node --ros-args
---params-file config/imagine.yaml -p model_path:=...` instead.
+Every node parameter (mask2iv_ros/ros/parameters.py) is a launch argument of the same name; one
+that is given overrides the parameters file, the others keep the file's values. An argument this
+file does not declare is refused with the nearest known name (a typo such as `mdoe:=position` would
+otherwise be ignored); when an including launch file's own arguments are in scope, pass
+`allow_unknown_arguments:=true`. The launch drives the lifecycle (the node gets autostart:=false):
+with auto_activate:=true (default) it requests `configure` once the node runs and `activate` once
+configuration succeeded, as the ROS 2 lifecycle demos do.
+
+Needs a ROS 2 install with launch and launch_ros (not on PyPI). Without them, run
+`imagine_node --ros-args --params-file config/imagine.yaml -p mode:=position` (it then configures and
+activates itself).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.events import Shutdown, matches_action
+from launch_ros.actions import LifecycleNode
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
+from lifecycle_msgs.msg import Transition
+
+from mask2iv_ros.ros import launch_arguments
 
 
-def _imagine_node(context, *_args, **_kwargs) -> list:
-    # Only arguments actually given override the parameters file, so the file (which mirrors the
-    # node's own defaults) stays the one place defaults are written.
-    overrides = {
-        name: LaunchConfiguration(name).perform(context)
-        for name in ("model_path", "device")
-        if LaunchConfiguration(name).perform(context)
-    }
-    overrides["use_sim_time"] = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")
-    return [
-        Node(
-            package="mask2iv_ros",
-            executable="imagine_node",
-            name="imagine_node",
-            namespace=LaunchConfiguration("namespace"),
-            output="screen",
-            emulate_tty=True,
-            parameters=[LaunchConfiguration("params_file"), overrides],
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-        )
-    ]
+def _lifecycle_transition(node: LifecycleNode, transition_id: int) -> EmitEvent:
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+
+
+def _shut_down_launch(context) -> list:
+    # Not when launch is already shutting down (Ctrl-C): a second Shutdown event makes launch_ros
+    # stop its ROS adapter twice ("Cannot shutdown a ROS adapter that is not running").
+    return [] if context.is_shutdown else [EmitEvent(event=Shutdown(reason="imagine_node exited"))]
+
+
+def _imagine_node(context, given: dict) -> list:
+    configurations = context.launch_configurations
+    # A ValueError here (unknown argument, a value of the wrong type) stops the launch; launch
+    # prints its message, which names the argument.
+    launch_arguments.check_known(given, launch_arguments.option_value("allow_unknown_arguments", configurations))
+    overrides = launch_arguments.parameter_overrides(given)
+    auto_activate = launch_arguments.option_value("auto_activate", configurations)
+    params_file = configurations.get("params_file") or os.path.join(
+        get_package_share_directory("mask2iv_ros"), "config", "imagine.yaml")
+    node = LifecycleNode(
+        package="mask2iv_ros",
+        executable="imagine_node",
+        name="imagine_node",
+        namespace=configurations.get("namespace", ""),
+        output="screen",
+        emulate_tty=True,
+        # The typed values keep launch_ros from re-reading strings as YAML (model_path:=123).
+        parameters=[params_file, {name: ParameterValue(value, value_type=type(value)) for name, value in overrides.items()}],
+        arguments=["--ros-args", "--log-level", configurations.get("log_level", "info")],
+        # The node exits on a fatal start-up error (exit code 2, one FATAL line): end the launch too.
+        on_exit=[OpaqueFunction(function=_shut_down_launch)],
+    )
+    actions = [node]
+    if auto_activate:
+        actions = [
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+                entities=[LogInfo(msg="imagine_node configured (model loaded): activating"),
+                          _lifecycle_transition(node, Transition.TRANSITION_ACTIVATE)],
+            )),
+            node,
+            _lifecycle_transition(node, Transition.TRANSITION_CONFIGURE),
+        ]
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    default_params = os.path.join(get_package_share_directory("mask2iv_ros"), "config", "imagine.yaml")
-    return LaunchDescription(
-        [
-            DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
-            DeclareLaunchArgument(
-                "model_path", default_value="",
-                description="Mask2IV checkpoint folder; empty = the parameters file's "
-                "('tiny-random' = tiny random pipeline, tests only)",
-            ),
-            DeclareLaunchArgument("device", default_value="", description="cpu, cuda or cuda:N; empty = the parameters file's"),
-            DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-            DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
-            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
-            OpaqueFunction(function=_imagine_node),
-        ]
-    )
+    given: dict = {}
+
+    def record_given_arguments(context) -> list:
+        # Runs before the DeclareLaunchArgument actions set their defaults, so the configurations
+        # present now are exactly the arguments given (by `ros2 launch` or an including file).
+        given.update(context.launch_configurations)
+        return []
+
+    return LaunchDescription([
+        OpaqueFunction(function=record_given_arguments),
+        *(DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+          for a in launch_arguments.all_arguments()),
+        OpaqueFunction(function=lambda context: _imagine_node(context, given)),
+    ])

@@ -13,7 +13,8 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 stamp_ok() { [ -f "$VENV/.$1.sha" ] && [ "$(cat "$VENV/.$1.sha")" = "$2" ]; }
-hash_of() { find "$@" -type f 2>/dev/null | LC_ALL=C sort | xargs -r cat | sha256sum | cut -d' ' -f1; }
+# Hash of the tracked files under the given paths (never __pycache__ or other by-products).
+hash_of() { "$ROOT/scripts/source_hash.sh" "$@"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating venv $VENV"
@@ -32,20 +33,7 @@ fi
 
 # The ROS wheels' exported CMake targets name include paths of the machine that built them
 # (/opt/python/cp311-cp311/...); CMake refuses to configure until those paths exist.
-python - <<'PYEOF'
-import os, sys, sysconfig
-import numpy
-pairs = [("/opt/python/cp311-cp311/include/python3.11", sysconfig.get_paths()["include"]),
-         ("/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include", numpy.get_include())]
-for link, target in pairs:
-    if os.path.exists(link):
-        continue
-    try:
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(target, link)
-    except OSError as exc:
-        sys.exit(f"[bootstrap] cannot create {link} -> {target} ({exc}); create it once as root.")
-PYEOF
+python scripts/wheel_include_links.py
 
 IF_HASH=$(hash_of package.xml CMakeLists.txt msg action launch config scripts/imagine_node)
 SITE=$(python -c "import site; print(site.getsitepackages()[0])")

@@ -1,6 +1,5 @@
 """Fixtures of the data tests: small synthetic episodes and a small raw-layout dataset."""
 
-import numpy as np
 import pytest
 
 from mask2iv_ros.data.synthetic import SyntheticConfig, write_synthetic_dataset
@@ -17,8 +16,3 @@ def raw_dataset(tmp_path_factory, small_cfg):
     root = tmp_path_factory.mktemp("bridge_raw")
     paths = write_synthetic_dataset(root, 8, seed=3, config=small_cfg, progress=False)
     return root, paths
-
-
-def centroid(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.mean(), ys.mean()])

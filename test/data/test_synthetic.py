@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from mask2iv_ros.data.synthetic import ACTIONS, SyntheticConfig, generate_episode
-
-from conftest import centroid
+from mask2iv_ros.eval.metrics_trajectory import centroid
 
 
 def test_episodes_are_seeded_and_varied(small_cfg):

@@ -1,46 +1,38 @@
-"""launch/imagine.launch.py under launch_testing: the node starts from the launch file, with the
-parameters file and a model_path argument, and reports ready.
+"""The launch file under launch_testing: test/package/launch_tests/imagine_node_launch.py, run as
+`launch_test` in a subprocess. It starts imagine_node from launch/imagine.launch.py with
+`mode:=position` and other arguments, checks that the launch configures and activates the
+lifecycle node and that the arguments reach its parameters, and that it exits cleanly.
 
-launch, launch_ros and launch_testing are not on PyPI: on these machines this module is skipped;
-on a full ROS 2 install it runs with the launch_testing pytest plugin or with
-`launch_test test/package/test_launch_imagine.py` (run that way here once, against launch /
-launch_ros / launch_testing sources beside the PyPI wheels: both tests passed).
+Not through the launch_testing pytest plugin: that plugin does not load under the project's pinned
+pytest 9 (its hook takes the removed `path` argument; pytest.ini disables it so the rest of the
+suite still runs on a ROS 2 install). launch, launch_ros and launch_testing are not on PyPI: on
+these machines this test skips; on a ROS 2 install (or with those sources beside the wheels) it runs.
 """
-import os
-import unittest
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; runs only on a full ROS 2 install")
-launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not on PyPI")
+from mask2iv_ros.ros_env import local_ros_env
 
-import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
-from launch.actions import IncludeLaunchDescription  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-
-from mask2iv_ros.ros_env import check_local_ros_env  # noqa: E402
-
-LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "imagine.launch.py"
+LAUNCH_TEST = Path(__file__).resolve().parent / "launch_tests" / "imagine_node_launch.py"
+NEEDED = ("launch", "launch_ros", "launch_testing", "lifecycle_msgs")
 
 
-@pytest.mark.launch_test
-def generate_test_description():
-    check_local_ros_env()  # the launched node inherits loopback-only discovery
-    node = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-        launch_arguments={"model_path": "tiny-random", "namespace": f"launch_test_{os.getpid()}"}.items(),
+def test_launch_file_starts_and_activates_the_node_under_launch_test(tmp_path):
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (not on PyPI): needs a ROS 2 install, where this "
+                    "runs `launch_test test/package/launch_tests/imagine_node_launch.py`")
+    env = local_ros_env()
+    env["ROS_LOG_DIR"] = str(tmp_path / "ros_log")
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from launch_testing.launch_test import main; sys.exit(main())",
+         str(LAUNCH_TEST)],
+        env=env, capture_output=True, text=True, timeout=570,
     )
-    return launch.LaunchDescription([node, launch_testing.actions.ReadyToTest()])
-
-
-class TestImagineNodeFromLaunchFile(unittest.TestCase):
-    def test_node_reports_ready_with_the_launch_arguments(self, proc_output):
-        proc_output.assertWaitFor("imagine_node ready: model tiny-random", timeout=120)
-
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-    def test_node_exits_cleanly(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2, -15])
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    assert "FAILED" not in output and "Ran 2 tests" in output, output[-4000:]

@@ -20,6 +20,7 @@ def test_client_sends_arrays_and_follows_feedback(start_node, ros_context):
         assert goal.image.encoding == "rgb8" and goal.placement_mask.width == 0
         result = client.imagine(goal, timeout_s=30.0, on_feedback=feedback.append)
         assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
+        wait_for(lambda: len(feedback) >= 2, 5.0, "feedback in flight")  # a topic, apart from the result
         assert [f.step for f in feedback] == [1, 2] and result.rollout.prompt == "push it"
 
 
