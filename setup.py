@@ -39,6 +39,7 @@ setup(
             "mask2iv-make-synthetic = mask2iv_ros.data.cli:make_synthetic_main",
             "mask2iv-curate = mask2iv_ros.data.cli:curate_main",
             "mask2iv-demo = mask2iv_ros.demo:main",
+            "mask2iv-bench-sampling = mask2iv_ros.eval.bench_sampling:main",
         ]
     },
 )
