@@ -122,6 +122,7 @@ class SettingResult:
     scores: dict[str, float]              # mean metrics, "PT object IoU", ... and QUALITY
     seconds: dict[str, float]             # "PT s/imagination", "TT s/trajectory"
     notes: list[str] = field(default_factory=list)
+    cases: int = 0                        # held-out cases scored
 
     @property
     def speed(self) -> float:
@@ -170,10 +171,13 @@ def sampler(pipe: Any, setting: Setting, base_config: Any) -> Iterator[list[str]
 
 def run_sweep(pipe: Any, cases: Sequence[HeldOutCase], settings: Sequence[Setting],
               modes: Sequence[str] = ("position", "text"), seed: int = 0,
-              log: Optional[Callable[[str], None]] = None) -> list[SettingResult]:
+              log: Optional[Callable[[str], None]] = None,
+              time_budget_s: Optional[float] = None) -> list[SettingResult]:
     """Imagine every case with every setting; mean scores and seconds per setting.
 
     PT-Gen runs both stages when the pipeline has a video model; TT-Gen the trajectory only.
+    ``time_budget_s``: start no new case once this much time has passed (at least one case
+    runs); every setting is still scored on the same cases.
     """
     if not settings:
         raise ValueError("settings: expected at least one sampler setting, got none")
@@ -192,7 +196,13 @@ def run_sweep(pipe: Any, cases: Sequence[HeldOutCase], settings: Sequence[Settin
     scores: dict[Setting, list[dict[str, float]]] = {s: [] for s in settings}
     seconds: dict[Setting, dict[str, list[float]]] = {s: {} for s in settings}
     notes: dict[Setting, list[str]] = {s: [] for s in settings}
+    sweep_start = time.perf_counter()
     for number, case in enumerate(cases, 1):
+        if number > 1 and time_budget_s is not None and \
+                time.perf_counter() - sweep_start > time_budget_s:
+            if log is not None:
+                log(f"time budget of {time_budget_s:.0f} s spent: {number - 1} of {len(cases)} cases")
+            break
         start = time.perf_counter()
         for setting in settings:
             row: dict[str, float] = {}
@@ -216,13 +226,13 @@ def run_sweep(pipe: Any, cases: Sequence[HeldOutCase], settings: Sequence[Settin
         mean = mean_scores(scores[setting])
         mean[QUALITY] = mask_score(mean)
         timing = {key: sum(values) / len(values) for key, values in seconds[setting].items()}
-        results.append(SettingResult(setting, mean, timing, notes[setting]))
+        results.append(SettingResult(setting, mean, timing, notes[setting], len(scores[setting])))
     return results
 
 
 def mask_score(scores: dict[str, float]) -> float:
     """Mean of every IoU and boundary-F column: one number that rewards right *and* sharp masks."""
-    values = [v for k, v in scores.items() if k.endswith(" IoU") or k.endswith(" BF")]
+    values = [v for k, v in scores.items() if k.endswith((" IoU", " BF"))]
     return float(sum(values) / len(values)) if values else float("nan")
 
 
@@ -380,6 +390,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="sampling_sweep", help="table, CSV, JSON, plot")
     parser.add_argument("--write-defaults", action="store_true",
                         help="record the recommended setting in the folder's model_index.json")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="start no new case after this long (every setting keeps the same cases)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's own")
     return parser.parse_args(argv)
@@ -411,9 +423,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     recorded = {key: recorded_default(pipe, key) for key in LEGACY_SAMPLING_KEYS}
     base_config = pipe.scheduler.config
     results = run_sweep(pipe, cases, settings, args.modes, args.seed,
-                        log=lambda line: print(line, flush=True))
+                        log=lambda line: print(line, flush=True), time_budget_s=args.time_budget)
     chosen = recommend(results, args.quality, args.tolerance)
-    meta = {"model": str(args.model), "source": source, "cases": len(cases), "seed": args.seed,
+    meta = {"model": str(args.model), "source": source, "cases": results[0].cases,
+            "seed": args.seed,
             "threads": torch.get_num_threads(), "device": args.device, "modes": args.modes,
             "recorded_defaults": recorded, "folder_scheduler": type(pipe.scheduler).__name__}
     paths = write_results(results, chosen, args.output_dir, meta, args.quality, args.tolerance)
