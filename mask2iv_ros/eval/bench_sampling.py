@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import json
 import os
@@ -145,6 +146,19 @@ def recorded_default(pipe: Any, name: str) -> Any:
     return getattr(pipe.config, name, None)
 
 
+def _set_dynamic_rescale(pipe: Any, value: Any) -> None:
+    """Set the recorded dynamic rescale where the folder format keeps it (``config.sampling``,
+    possibly a frozen dataclass, or the older top-level ``config.dynamic_rescale``)."""
+    sampling = getattr(pipe.config, "sampling", None)
+    if sampling is not None and hasattr(sampling, "dynamic_rescale"):
+        try:
+            sampling.dynamic_rescale = value
+        except dataclasses.FrozenInstanceError:
+            pipe.config.sampling = dataclasses.replace(sampling, dynamic_rescale=value)
+    else:
+        pipe.config.dynamic_rescale = value
+
+
 @contextmanager
 def sampler(pipe: Any, setting: Setting, base_config: Any) -> Iterator[list[str]]:
     """Install ``setting``'s scheduler on ``pipe``; yields notes about what had to change.
@@ -154,19 +168,17 @@ def sampler(pipe: Any, setting: Setting, base_config: Any) -> Iterator[list[str]
     """
     notes: list[str] = []
     saved_scheduler = pipe.scheduler
-    holder = getattr(pipe.config, "sampling", None)
-    holder = holder if holder is not None and hasattr(holder, "dynamic_rescale") else pipe.config
-    saved_rescale = getattr(holder, "dynamic_rescale", None)
+    saved_rescale = recorded_default(pipe, "dynamic_rescale")
     pipe.scheduler = make_scheduler(setting.scheduler, base_config)
     if saved_rescale is not None and setting.scheduler != "DDIMScheduler":
-        holder.dynamic_rescale = None
+        _set_dynamic_rescale(pipe, None)
         notes.append("dynamic rescale off (DDIM only)")
     try:
         yield notes
     finally:
         pipe.scheduler = saved_scheduler
         if saved_rescale is not None:
-            holder.dynamic_rescale = saved_rescale
+            _set_dynamic_rescale(pipe, saved_rescale)
 
 
 def run_sweep(pipe: Any, cases: Sequence[HeldOutCase], settings: Sequence[Setting],

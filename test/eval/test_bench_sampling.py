@@ -178,3 +178,26 @@ def test_bag_cases_read_a_replay_input_bag(tmp_path):
     assert (first.object_masks == clips[0].object_masks).all()
     assert second.prompt == clips[1].prompt and second.actor_mask is None
     assert len(bag_cases(bag, stride=2)[0].object_masks) == 3
+
+
+def test_dynamic_rescale_is_ddim_only_and_restored(tiny):
+    from mask2iv_ros.eval.bench_sampling import recorded_default, sampler
+
+    base = tiny.scheduler.config
+    saved = recorded_default(tiny, "dynamic_rescale")
+    if hasattr(tiny.config, "sampling"):
+        tiny.config.sampling = dataclasses.replace(tiny.config.sampling, dynamic_rescale=0.7)
+    else:
+        tiny.config.dynamic_rescale = 0.7
+    try:
+        with sampler(tiny, Setting("DDIMScheduler", 4, 7.5), base) as notes:
+            assert recorded_default(tiny, "dynamic_rescale") == 0.7 and notes == []
+        with sampler(tiny, Setting("DPMSolverMultistepScheduler", 4, 7.5), base) as notes:
+            assert recorded_default(tiny, "dynamic_rescale") is None
+            assert type(tiny.scheduler).__name__ == "DPMSolverMultistepScheduler"
+            assert notes == ["dynamic rescale off (DDIM only)"]
+        assert recorded_default(tiny, "dynamic_rescale") == 0.7
+        assert type(tiny.scheduler).__name__ == "DDIMScheduler"
+    finally:
+        from mask2iv_ros.eval.bench_sampling import _set_dynamic_rescale
+        _set_dynamic_rescale(tiny, saved)
