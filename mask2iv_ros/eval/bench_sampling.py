@@ -336,7 +336,7 @@ def plot_results(results: Sequence[SettingResult], chosen: SettingResult, path: 
     right.scatter([], [], color="C1", label="object IoU")
     right.scatter([], [], color="C2", label="object boundary F")
     right.set(xscale="log", xlabel="seconds per imagination (log)", ylabel="mean over modes",
-              title="IoU rewards blur, boundary F does not")
+              title="object IoU and boundary F-score")
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
