@@ -7,7 +7,8 @@ mask metrics of :mod:`mask2iv_ros.eval.heldout`: IoU and boundary F-score (which
 does not reward blobby masks) of the actor and object masks, final placement IoU, and the PT
 video PSNR. One scalar, the *mask score* (mean of every IoU and boundary-F column), ranks the
 settings; the recommendation is the fastest setting whose quality is within ``--tolerance``
-(2 %) of the best. ``--write-defaults`` records it in the folder's ``model_index.json``
+(2 %) of the best (times within 5 % count as equal: then the folder's own scheduler, then
+quality). ``--write-defaults`` records it in the folder's ``model_index.json``
 (``config.sampling``, see docs/ARCHITECTURE.md), so the pipeline and the node use it.
 
 Schedulers are diffusers classes built from the folder's own scheduler config (same betas,
@@ -249,15 +250,24 @@ def mask_score(scores: dict[str, float]) -> float:
 
 
 def recommend(results: Sequence[SettingResult], quality: str = QUALITY,
-              tolerance: float = 0.02) -> SettingResult:
-    """The fastest setting whose ``quality`` is at least ``(1 - tolerance)`` x the best one."""
+              tolerance: float = 0.02, prefer_scheduler: Optional[str] = None,
+              speed_tolerance: float = 0.05) -> SettingResult:
+    """The fastest setting whose ``quality`` is at least ``(1 - tolerance)`` x the best one.
+
+    Settings within ``speed_tolerance`` of the fastest one count as equally fast (timing noise:
+    e.g. DPM-Solver++ at 2 steps is DDIM's first-order update, same work, same samples); among
+    those, ``prefer_scheduler`` (the folder's own) wins, then the higher quality.
+    """
     if not results:
         raise ValueError("results: expected at least one setting result, got none")
     if quality not in results[0].scores:
         raise ValueError(f"quality: expected one of {sorted(results[0].scores)}, got {quality!r}")
     best = max(r.scores[quality] for r in results)
     good = [r for r in results if r.scores[quality] >= best - tolerance * abs(best)]
-    return min(good, key=lambda r: r.speed)
+    fastest = min(r.speed for r in good)
+    ties = [r for r in good if r.speed <= fastest * (1 + speed_tolerance)]
+    return max(ties, key=lambda r: (r.setting.scheduler == prefer_scheduler, r.scores[quality],
+                                    -r.speed))
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -294,7 +304,8 @@ def write_results(results: Sequence[SettingResult], chosen: SettingResult, out_d
               f"({meta['source']}), seed {meta['seed']}, {meta['threads']} torch threads. "
               f"Means over cases; IoU/BF over frames 1..T-1; BF = boundary F-score "
               f"(DAVIS tolerance); {QUALITY} = mean of the IoU and BF columns.\n\n")
-    footer = (f"\n\nRecommended ({quality} within {tolerance:.0%} of the best, then fastest): "
+    footer = (f"\n\nRecommended ({quality} within {tolerance:.0%} of the best, then fastest; "
+              f"within 5 % of the fastest time the folder's scheduler, then quality): "
               f"**{chosen.setting.label}** with {chosen.setting.scheduler} "
               f"({quality} {chosen.scores[quality]:.3f}, {chosen.speed:.2f} s per imagination).\n")
     paths["md"].write_text(header + markdown_table(results, chosen) + footer)
@@ -436,7 +447,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base_config = pipe.scheduler.config
     results = run_sweep(pipe, cases, settings, args.modes, args.seed,
                         log=lambda line: print(line, flush=True), time_budget_s=args.time_budget)
-    chosen = recommend(results, args.quality, args.tolerance)
+    chosen = recommend(results, args.quality, args.tolerance,
+                       prefer_scheduler=type(pipe.scheduler).__name__)
     meta = {"model": str(args.model), "source": source, "cases": results[0].cases,
             "seed": args.seed,
             "threads": torch.get_num_threads(), "device": args.device, "modes": args.modes,

@@ -75,8 +75,9 @@ def test_sweep_scores_every_setting_and_restores_the_scheduler(tiny):
     assert results[0].scores["PT video PSNR (dB)"] != results[1].scores["PT video PSNR (dB)"]
 
 
-def _result(label_steps: int, quality: float, seconds: float) -> SettingResult:
-    return SettingResult(Setting("DDIMScheduler", label_steps, 7.5), {QUALITY: quality},
+def _result(label_steps: int, quality: float, seconds: float,
+            scheduler: str = "DDIMScheduler") -> SettingResult:
+    return SettingResult(Setting(scheduler, label_steps, 7.5), {QUALITY: quality},
                          {"PT s/imagination": seconds})
 
 
@@ -87,6 +88,19 @@ def test_recommend_takes_the_fastest_within_the_tolerance():
     assert recommend(results, tolerance=0.0).setting.steps == 50
     with pytest.raises(ValueError, match="quality"):
         recommend(results, quality="nope")
+
+
+def test_recommend_treats_timing_noise_as_a_tie():
+    # same work, same samples (DPM-Solver++ at 2 steps is first-order), 0.3 % apart in time
+    dpm = _result(2, 0.443, 3.07, "DPMSolverMultistepScheduler")
+    ddim = _result(2, 0.443, 3.08)
+    slower = _result(4, 0.450, 4.3)
+    assert recommend([dpm, ddim, slower], prefer_scheduler="DDIMScheduler") is ddim
+    assert recommend([dpm, ddim, slower], prefer_scheduler=None).setting.scheduler in (
+        "DDIMScheduler", "DPMSolverMultistepScheduler")
+    # outside the speed tolerance the faster one wins whatever its scheduler
+    fast_dpm = _result(2, 0.443, 2.5, "DPMSolverMultistepScheduler")
+    assert recommend([fast_dpm, ddim, slower], prefer_scheduler="DDIMScheduler") is fast_dpm
 
 
 def test_cli_writes_table_plot_and_defaults(tmp_path, tiny):
@@ -113,7 +127,8 @@ def test_cli_writes_table_plot_and_defaults(tmp_path, tiny):
                               "dynamic_rescale", "scheduler"]          # contracts.md schema
     assert (sampling["num_inference_steps"], sampling["guidance_scale"], sampling["scheduler"]) == \
         (chosen["steps"], chosen["guidance"], chosen["scheduler"])
-    assert sampling["eta"] == tiny.config.eta and sampling["guidance_rescale"] == 0.7
+    for key in ("eta", "guidance_rescale", "dynamic_rescale"):    # what the sweep ran with
+        assert sampling[key] == bench_sampling.recorded_default(tiny, key)
     for legacy in ("eta", "guidance_rescale", "dynamic_rescale"):
         assert legacy not in index["config"]                  # moved into config.sampling
     assert index["components"]["scheduler"] == chosen["scheduler"]
