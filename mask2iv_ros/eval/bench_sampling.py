@@ -434,7 +434,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
     pipe = Mask2IVPipeline.from_pretrained(args.model, device=args.device)
     if args.bag:
         cases, source = bag_cases(args.bag, stride=args.bag_stride), f"bag {args.bag}"
