@@ -41,6 +41,7 @@ setup(
             "mask2iv-curate = mask2iv_ros.data.cli:curate_main",
             "mask2iv-demo = mask2iv_ros.demo:main",
             "mask2iv-convert = mask2iv_ros.convert:main",
+            "mask2iv-bench-sampling = mask2iv_ros.eval.bench_sampling:main",
         ]
     },
 )

@@ -1,9 +1,10 @@
 """Quality of embedded-size models on unseen synthetic episodes; prints markdown tables.
 
 - VAE: L1 reconstruction error of RGB clips and colour-coded mask clips (8 frames, in [-1, 1]).
-- Pipelines: per-frame IoU of the imagined actor / object masks against the ground truth
-  (frames 1..T-1), final placement IoU, for PT-Gen (placement mask) and TT-Gen (prompt), and
-  the PSNR of the PT-Gen video against the real frames (mean per-frame PSNR, frames 1..T-1).
+- Pipelines: per-frame IoU and boundary F-score of the imagined actor / object masks against
+  the ground truth (frames 1..T-1), final placement IoU, for PT-Gen (placement mask) and TT-Gen
+  (prompt), and the PSNR of the PT-Gen video against the real frames (mean per-frame PSNR,
+  frames 1..T-1); cases and scores from mask2iv_ros.eval.heldout (as mask2iv-bench-sampling).
 
 Episodes come from the generator with the demo seed (7777; the demo bag holds its first three),
 never used in training. Seeds are fixed, so a run is repeatable on one machine.
@@ -22,13 +23,12 @@ import torch
 from mask2iv_ros.data.dataset import Mask2IVDataset
 from mask2iv_ros.data.synthetic import SyntheticConfig, generate_episode
 from mask2iv_ros.demo import EMBEDDED_MODEL
-from mask2iv_ros.eval.metrics_trajectory import per_frame_iou, placement_metrics
-from mask2iv_ros.eval.metrics_video import psnr
+from mask2iv_ros.eval.heldout import (DEMO_SEED, MODE_TAGS, SYNTHETIC_STRIDE, case_scores,
+                                      mean_scores, run_case, synthetic_cases)
 from mask2iv_ros.models.vae import VideoVAE
 from mask2iv_ros.pipeline import Mask2IVPipeline
 
-DEMO_SEED = 7777
-STRIDE = 2  # 16 frames at 4 fps seen as 8 frames at 2 fps, as in training
+STRIDE = SYNTHETIC_STRIDE  # 16 frames at 4 fps seen as 8 frames at 2 fps, as in training
 
 
 def episodes(count: int):
@@ -49,28 +49,17 @@ def vae_errors(folder: str, clips) -> tuple[float, float]:
     return float(np.mean(rgb)), float(np.mean(masks))
 
 
-def pipeline_scores(folder: str, clips, steps: int) -> dict[str, float]:
+def pipeline_scores(folder: str, count: int, steps: int) -> dict[str, float]:
     pipe = Mask2IVPipeline.from_pretrained(folder)
-    scores: dict[str, list[float]] = {}
+    cases = synthetic_cases(count, DEMO_SEED, (64, 64), num_frames=8, fps=2.0, stride=STRIDE)
+    rows = []
     for mode in ("position", "text"):
-        for clip in clips:
-            actor, obj, frames = (clip.actor_masks[::STRIDE], clip.object_masks[::STRIDE],
-                                  clip.frames[::STRIDE])
-            condition = ({"placement_mask": clip.object_masks[-1]} if mode == "position"
-                         else {"prompt": clip.prompt})
-            out = pipe(clip.frames[0], clip.object_masks[0], actor_mask=clip.actor_masks[0],
-                       num_inference_steps=steps, seed=0, trajectory_only=mode == "text",
-                       **condition)
-            tag = "PT" if mode == "position" else "TT"
-            scores.setdefault(f"{tag} actor IoU", []).append(
-                per_frame_iou(out.actor_masks, actor)[1:].mean())
-            scores.setdefault(f"{tag} object IoU", []).append(
-                per_frame_iou(out.object_masks, obj)[1:].mean())
-            scores.setdefault(f"{tag} placement IoU", []).append(
-                placement_metrics(out.object_masks, obj[-1])["placement_iou"])
-            if out.video is not None:  # frame 0 is the given image
-                scores.setdefault("PT video PSNR (dB)", []).append(psnr(out.video[1:], frames[1:]))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+        for case in cases:  # TT-Gen: the trajectory only
+            out, _ = run_case(pipe, case, mode, trajectory_only=mode == "text",
+                              num_inference_steps=steps)
+            rows.append({f"{MODE_TAGS[mode]} {name}": value
+                         for name, value in case_scores(out, case).items()})
+    return mean_scores(rows)
 
 
 def main(argv=None) -> int:
@@ -94,7 +83,7 @@ def main(argv=None) -> int:
         rows = []
         for folder in args.pipeline:
             start = time.perf_counter()
-            rows.append((folder, pipeline_scores(folder, clips, args.steps),
+            rows.append((folder, pipeline_scores(folder, args.episodes, args.steps),
                          time.perf_counter() - start))
         names = list(rows[0][1])
         print("| pipeline | " + " | ".join(names) + " | seconds |")

@@ -1,0 +1,67 @@
+"""benchmarks/bench_transport.py: the payload variants carry the rollout exactly, and a tiny run
+over loopback (two processes) delivers every rollout and prints the table."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_transport.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_transport", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def content(bench):
+    return bench.rollout_content(frames=3, height=32, width=48)
+
+
+def test_payload_variants_round_trip(bench, content):
+    mono8 = [np.where(m, 255, 0).astype(np.uint8) for m in (*content["actor"], *content["object"])]
+    expected = {
+        "current": [*content["colour"], *mono8, *content["video"]],
+        "colour": list(content["colour"]),
+        "mono8": mono8,
+        "video": list(content["video"]),
+        "mono8+video": [*mono8, *content["video"]],
+        "colour+video": [*content["colour"], *content["video"]],
+        "png": mono8,
+    }
+    assert set(expected) == set(bench.PAYLOADS)
+    for payload, arrays in expected.items():
+        messages = bench.build_messages(payload, content)
+        assert all(isinstance(m, bench.message_type(payload)) for m in messages)
+        assert len(messages) == (6 if payload == "png" else 1)
+        decoded = bench.decode_messages(messages)
+        assert len(decoded) == len(arrays), payload
+        for got, want in zip(decoded, arrays):
+            assert np.array_equal(got, want), payload
+
+
+def test_profiles_are_set_per_transport(bench):
+    base = {"ROS_DOMAIN_ID": "7", "FASTDDS_DEFAULT_PROFILES_FILE": "/elsewhere.xml"}
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in bench.transport_env("default", base)
+    shm = bench.transport_env("shm", base)
+    assert shm["FASTDDS_DEFAULT_PROFILES_FILE"] == shm["FASTRTPS_DEFAULT_PROFILES_FILE"]
+    assert Path(shm["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text().count("<segment_size>") == 1
+    assert bench.transport_env("large-data", base)["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    assert bench.transport_env("shm-only", base)["ROS_DOMAIN_ID"] == "7"
+
+
+def test_tiny_loopback_run_delivers_every_rollout(bench, capsys):
+    code = bench.main(["--payloads", "current", "png", "--transports", "shm", "--frames", "2",
+                       "--height", "32", "--width", "48", "--count", "2", "--warmup", "1",
+                       "--timeout", "30"])
+    assert code == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| shm |")]
+    assert [row.split(" | ")[1] for row in rows] == ["current", "png"]
+    assert all(row.rstrip(" |").endswith("2/2") for row in rows)
