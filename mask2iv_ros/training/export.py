@@ -158,6 +158,18 @@ def sampling_scheduler(config: TrainConfig):
         prediction_type=d.prediction_type, rescale_betas_zero_snr=d.rescale_betas_zero_snr)
 
 
+def _set_dynamic_rescale(pipeline_config: PipelineConfig, dynamic_rescale: Optional[float],
+                         folder: Path) -> None:
+    """The pipeline samples all its UNets with one dynamic rescale: this run's (the sampler
+    must undo what training did); warn when the folder's other components had another."""
+    if pipeline_config.dynamic_rescale != dynamic_rescale:
+        logger.warning("export: %s was sampled with dynamic_rescale %s, this run trained with %s; "
+                       "the pipeline now uses %s for all its UNets (train every stage with the "
+                       "same diffusion.dynamic_rescale)", folder, pipeline_config.dynamic_rescale,
+                       dynamic_rescale, dynamic_rescale)
+        pipeline_config.dynamic_rescale = dynamic_rescale
+
+
 def _write_controlnet(folder: Path, controlnet: Optional[VideoControlNet]) -> None:
     target = folder / CONTROLNET_COMPONENT
     if target.exists():
@@ -203,7 +215,8 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
     unets: dict[str, Optional[VideoUNet]] = {name: None for name in UNET_NAMES}
     pipeline_config = PipelineConfig(
         resolution=(config.data.height, config.data.width), num_frames=config.data.num_frames,
-        fps=float(config.data.fps), fs=int(config.data.fps))
+        fps=float(config.data.fps), fs=int(config.data.fps),
+        dynamic_rescale=config.diffusion.dynamic_rescale)
     shared_encoder, shared_projection = image_encoder, projection
     if (folder / MODEL_INDEX).is_file():
         existing = Mask2IVPipeline.from_pretrained(folder)
@@ -213,6 +226,7 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
             shared_encoder, shared_projection = existing.image_encoder, existing.image_projection
         unets.update({name: getattr(existing, name) for name in UNET_NAMES})
         pipeline_config = existing.config
+        _set_dynamic_rescale(pipeline_config, config.diffusion.dynamic_rescale, folder)
         trained_at = ((config.data.height, config.data.width), config.data.num_frames)
         if (tuple(pipeline_config.resolution), pipeline_config.num_frames) != trained_at:
             logger.warning("export: %s was written for %s x %d frames; this run trained at %s x %d",
@@ -229,7 +243,9 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
     unets[component] = trained
 
     info = {"stage": config.stage, "component": component, "ema": ema_state is not None,
+            "stage1": vars(config.stage1) if component != "video_unet" else None,
             "stage2": vars(config.stage2) if component == "video_unet" else None,
+            "dynamic_rescale": config.diffusion.dynamic_rescale,
             "image_branch": projection is not None}
     others = [name for name in UNET_NAMES if unets[name] is not None and name != component]
     trained_projections = _trained_projections(folder, others)
