@@ -31,7 +31,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import layout
 from .unet import VideoUNet, sinusoidal_embedding
 from .unet_config import UNetConfig
 from .weights import module_from_state_dict
@@ -142,7 +141,9 @@ class VideoControlNet(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         config = {"unet": self.config.to_dict(), "hint_channels": self.hint_channels,
                   "hint_hidden_channels": self.hint_hidden_channels}
-        # the branch's input conv sees the main UNet's concat channels: same marker (.layout)
+        # the branch's input conv sees the main UNet's concat channels: same marker
+        from . import layout  # here: `python -m mask2iv_ros.models.layout` imports this module
+
         layout.mark_release_order(config)
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
@@ -154,6 +155,8 @@ class VideoControlNet(nn.Module):
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"folder: {folder} has no {name} (expected a VideoControlNet folder)")
+        from . import layout
+
         config = json.loads((folder / CONFIG_NAME).read_text())
         unet_config = UNetConfig.from_dict(config["unet"])
         state = layout.release_state(config, load_file(str(folder / WEIGHTS_NAME)),

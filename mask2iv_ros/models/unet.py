@@ -28,7 +28,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .resblock import Downsample, GroupNorm32, ResBlock, Upsample
-from . import layout
 from .transformer import BasicTransformerBlock, SpatialTransformer, TemporalTransformer
 from .unet_config import UNetConfig
 from .weights import module_from_state_dict
@@ -273,6 +272,8 @@ class VideoUNet(nn.Module):
     def save_pretrained(self, folder: str | Path) -> None:
         """Write ``config.json`` (with the released concat-order marker, :mod:`.layout`) and
         ``model.safetensors`` into ``folder``."""
+        from . import layout  # here: `python -m mask2iv_ros.models.layout` imports this module
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = layout.mark_release_order(self.config.to_dict())
@@ -284,6 +285,8 @@ class VideoUNet(nn.Module):
     def read_pretrained(folder: str | Path) -> tuple[UNetConfig, dict[str, torch.Tensor]]:
         """``(config, state dict)`` of a saved folder, the weights in the released concat order
         (a folder written before it, without the marker, is converted: :mod:`.layout`)."""
+        from . import layout
+
         folder = Path(folder)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
