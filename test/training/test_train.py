@@ -208,3 +208,15 @@ def test_init_from_an_exported_unet_folder_continues_training(tiny_config, tmp_p
     bad = tiny_config("tiny_stage1_text", f"model.init_from={tmp_path}")  # no model.safetensors
     with pytest.raises(FileNotFoundError, match="model.init_from"):
         Trainer(bad, show_progress=False)
+
+
+def test_resume_refuses_checkpoints_from_before_the_released_order(tmp_path):
+    from mask2iv_ros.training.train import _check_checkpoint_concat_order
+
+    folder = tmp_path / "step_00000002"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text('{"global_step": 2, "concat_order": "release"}')
+    _check_checkpoint_concat_order(folder)  # written by this version: fine
+    (folder / "trainer_state.json").write_text('{"global_step": 2}')
+    with pytest.raises(ValueError, match="--resume: .* old concat order"):
+        _check_checkpoint_concat_order(folder)
