@@ -3,8 +3,9 @@
 The baselines and ablations of Mask2IV Table 1/2 differ only in how stage 2 consumes the mask
 trajectory (:class:`VideoControl`), mirroring :mod:`mask2iv_ros.training.stage_inputs`:
 
-- ``control="concat"``: trajectory latents concatenated with the noise (Mask2IV, CosHand-style);
-- ``control="none"``: zeros in the trajectory channels (DynamiCrafter-ft);
+- ``control="concat"``: trajectory latents concatenated with the noise (Mask2IV, CosHand-style),
+  in the released order ``[noise, image_latent, trajectory_latent]`` (``video_condition``);
+- ``control="none"``: zeros in the trajectory channels 8..11 (DynamiCrafter-ft);
 - ``control="controlnet"``: zeros in the trajectory channels, the trajectory latent goes through
   a :class:`~mask2iv_ros.models.controlnet.VideoControlNet` branch (InterDyn-style, Table 2
   "ControlNet");
