@@ -159,7 +159,7 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
 
     ``image`` and the trajectory must be at ``pipe.resolution`` (as :func:`load_eval_clips` gives).
     The video stage sees the empty prompt, as the pipeline's (and the release's) stage 2 does;
-    ``prompt`` is kept for the callers' signature. Sampler settings left None are the
+    only the text+image baseline (``control.control == "none"``) sees ``prompt``. Sampler settings left None are the
     checkpoint's recorded defaults (``pipe.sampling_settings``).
     """
     if pipe.video_unet is None:
@@ -185,10 +185,12 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
             unet = FixedHintUNet(ControlledVideoUNet(pipe.video_unet, controlnet), trajectory_latents)
     condition = video_condition(concat_latents, image_latent)
     generator = torch.Generator("cpu").manual_seed(seed)
-    # The pipeline's stage-2 contexts: the empty prompt; guidance contrasts with the zero image
-    # where the UNet has image cross-attention.
+    # The pipeline's stage-2 contexts: the empty prompt (as training's stage 2); guidance
+    # contrasts with the zero image where the UNet has image cross-attention. The text+image
+    # baseline (control "none", DynamiCrafter-ft) is trained and sampled with the prompt.
     frame = _to_tensor(image[None], device)[:, :, 0]
-    context, uncond_context = pipe.guidance_contexts(None, frame)(pipe.video_unet)
+    stage2_prompt = prompt if control.control == "none" else None
+    context, uncond_context = pipe.guidance_contexts(stage2_prompt, frame)(pipe.video_unet)
     latents = denoise(unet, pipe.scheduler, condition, context, uncond_context=uncond_context,
                       fs=pipe.config.fs, generator=generator, stage="video",
                       **pipe.sampling_settings(num_inference_steps, guidance_scale))

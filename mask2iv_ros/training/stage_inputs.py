@@ -221,7 +221,12 @@ class StageInputs:
             weights = downsample_weights(pixel_weights, self.vae.spatial_factor,
                                          mode=s2.contact_downsample)
             weights = weights.unsqueeze(1).to(self.device, non_blocking=True)
-        return DiffusionInputs(latents, condition, self._context(prompts, drop),
+        # The released stage 2 sees the empty prompt (the trajectory carries the action), as the
+        # pipeline's stage 2 does at inference; only the text+image baseline (control "none",
+        # DynamiCrafter-ft) keeps the prompt, its one description of the motion.
+        context = self._context(prompts, drop) if s2.control == "none" else \
+            self._context([""] * size, np.zeros(size, dtype=bool))
+        return DiffusionInputs(latents, condition, context,
                                self._fs(batch, size), weights, control_hint,
                                loss_form=s2.contact_loss_form,
                                **self._image_inputs(batch, drop_image))
