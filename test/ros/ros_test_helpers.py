@@ -38,7 +38,11 @@ def box_mask(top: int = 8, left: int = 10, size: int = 10) -> np.ndarray:
 
 
 class NodeHarness:
-    """An ImagineNode plus a client node, spun by one MultiThreadedExecutor in a thread."""
+    """An ImagineNode plus a client node, spun by one MultiThreadedExecutor in a thread.
+
+    The node is configured and activated as `autostart` does, unless autostart=False is passed
+    (then the test drives the lifecycle).
+    """
 
     def __init__(self, context: Any, pipeline: Any, namespace: str, **parameters: Any):
         import rclpy
@@ -62,12 +66,14 @@ class NodeHarness:
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        assert self.action_client.wait_for_server(timeout_sec=10.0), "action server not discovered"
+        if parameters.get("autostart", True):
+            assert self.node.autostart(), self.node.startup_error
+            assert self.action_client.wait_for_server(timeout_sec=10.0), "action server not discovered"
 
     def now_stamp(self) -> Any:
         return self.client.get_clock().now().to_msg()
 
-    def goal(self, image=None, object_mask=None, prompt="push the block to the left", stamp=None, **fields) -> Any:
+    def goal(self, image=None, object_mask=None, prompt="push it left", stamp=None, **fields) -> Any:
         from std_msgs.msg import Header
 
         from mask2iv_ros.action import Imagine
@@ -98,7 +104,8 @@ class NodeHarness:
         return received
 
     def close(self) -> None:
-        self.node.shutdown()
+        if self.node.lifecycle_state != "finalized":
+            self.node.trigger_shutdown()  # while the executor still spins: goals get their results
         self.executor.shutdown()
         self.thread.join(timeout=5.0)
         self.action_client.destroy()
