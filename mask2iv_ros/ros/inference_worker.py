@@ -53,6 +53,7 @@ class JobOutcome:
     run_seconds: float = 0.0
     rollout: Any = None  # the ImaginedRollout message the node built and published
     error_type: str = ""  # exception class of a failed/invalid run (the node logs once per cause)
+    traceback: str = ""  # of a failed run, for the first log of its cause
 
 
 class JobCanceled(Exception):
@@ -258,9 +259,8 @@ class InferenceWorker:
                 return JobOutcome(job.cancel_status, job.cancel_reason or "canceled during the run", run_seconds=elapsed)
             if isinstance(error, ValueError):
                 return JobOutcome(JobStatus.INVALID_INPUT, str(error), run_seconds=elapsed, error_type=type(error).__name__)
-            self._logger.debug(f"imagination {job.request_id} failed:\n{traceback.format_exc()}")
             return JobOutcome(JobStatus.FAILED, f"{type(error).__name__}: {error}", run_seconds=elapsed,
-                              error_type=type(error).__name__)
+                              error_type=type(error).__name__, traceback=traceback.format_exc())
         return JobOutcome(JobStatus.SUCCEEDED, output=output, run_seconds=time.monotonic() - started)
 
     # ---- output thread ---------------------------------------------------------------------

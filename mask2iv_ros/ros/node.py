@@ -58,7 +58,8 @@ from mask2iv_ros.ros.image_conversion import rgb_to_image_msg
 from mask2iv_ros.ros.inference_worker import InferenceJob, InferenceWorker, JobOutcome, JobStatus
 from mask2iv_ros.ros.model_loading import StartupError, load_pipeline
 from mask2iv_ros.ros.overlay import overlay_frames
-from mask2iv_ros.ros.parameters import ImagineParameters, declare_node_parameters, default_torch_threads, updated_parameters
+from mask2iv_ros.ros.parameters import (MODEL_PARAMETERS, ImagineParameters, declare_node_parameters, default_torch_threads,
+                                        updated_parameters)
 from mask2iv_ros.ros.requests import ImagineRequest, InvalidInput, build_request
 from mask2iv_ros.ros.serving_stats import CauseLog, ServingStats
 from mask2iv_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
@@ -354,6 +355,11 @@ class ImagineNode(LifecycleNode):
 
     # ---- parameters --------------------------------------------------------------------------
     def _on_set_parameters(self, changes: list) -> SetParametersResult:
+        model_changes = sorted({p.name for p in changes} & set(MODEL_PARAMETERS))
+        if model_changes and self.lifecycle_state != "unconfigured":
+            return SetParametersResult(successful=False, reason=(
+                f"{model_changes[0]}: read when the model is loaded; change it while the node is unconfigured "
+                f"(lifecycle cleanup first; now {self.lifecycle_state})"))
         try:
             params = updated_parameters(self.params, changes)
             if self.capabilities is not None:
@@ -449,7 +455,7 @@ class ImagineNode(LifecycleNode):
         elif outcome.status == JobStatus.FAILED:
             digest = "".join("N" if c.isdigit() else c for c in outcome.error)[:120]
             self.causes.report(f"failed:{outcome.error_type}:{digest}", f"imagination {request.request_id} failed: "
-                               f"{outcome.error}", level="error")
+                               f"{outcome.error}", level="error", details=outcome.traceback)
         elif outcome.status == JobStatus.TIMED_OUT:
             self.causes.report("timed_out", f"imagination {request.request_id}: {outcome.error}")
 

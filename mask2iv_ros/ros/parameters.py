@@ -19,6 +19,8 @@ MODES = ("text", "position")
 TRIGGERS = ("each", "rate", "on_demand")
 BUSY_POLICIES = ("queue", "reject")
 PROMPT_OVERFLOW = ("truncate", "refuse")
+# Read when the model is loaded (lifecycle configure): changeable only while the node is unconfigured.
+MODEL_PARAMETERS = ("model_path", "device", "torch_threads")
 # torch_threads 0 = the cores this process may use, at most this many (beyond ~8 threads the
 # small convolutions of these UNets gain little and the node would starve its callbacks).
 MAX_DEFAULT_TORCH_THREADS = 8
@@ -39,13 +41,16 @@ class ImagineParameters:
         EMBEDDED_MODEL,
         "Mask2IV checkpoint folder (model_index.json + components). "
         f"'{EMBEDDED_MODEL}' = the small model shipped in the package (synthetic 64x64 tabletop only). "
-        f"'{TINY_RANDOM_MODEL}' builds a tiny randomly initialised pipeline: for tests only, its outputs are noise.",
+        f"'{TINY_RANDOM_MODEL}' builds a tiny randomly initialised pipeline: for tests only, its outputs are noise. "
+        "Read at configure (changeable while unconfigured).",
+        read_only=False,
     )
-    device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N.")
+    device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N. Read at configure.", read_only=False)
     torch_threads: int = _param(
         0,
         "CPU threads of the model (torch intra-op threads, set on the model thread that loads and runs it); "
-        f"0 = the cores available to this process, at most {MAX_DEFAULT_TORCH_THREADS}.",
+        f"0 = the cores available to this process, at most {MAX_DEFAULT_TORCH_THREADS}. Read at configure.",
+        read_only=False,
     )
     autostart: bool = _param(
         True,

@@ -23,13 +23,19 @@ class CauseLog:
         self.last_message: dict[str, str] = {}
 
     def report(self, cause: str, message: str, level: str = "warning", details: str = "") -> None:
+        """`level`: "warning" or "error" for the first occurrence."""
         with self._lock:
             self.counts[cause] += 1
             self.last_message[cause] = message
             first = self.counts[cause] == 1
         if first:
             text = f"{message} (logged once per cause; repeats at debug level)"
-            getattr(self._logger, level)(f"{text}\n{details}" if details else text)
+            text = f"{text}\n{details}" if details else text
+            # One call site per severity: rclpy refuses to log at two severities from one line.
+            if level == "error":
+                self._logger.error(text)
+            else:
+                self._logger.warning(text)
         else:
             self._logger.debug(f"{message} (occurrence {self.counts[cause]})")
 

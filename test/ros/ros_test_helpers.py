@@ -54,7 +54,11 @@ class NodeHarness:
         from mask2iv_ros.ros.node import ImagineNode
 
         self.namespace = namespace
+        self.pipeline = pipeline
         parameters.setdefault("num_inference_steps", 2)  # topic-triggered runs: keep them quick
+        # One torch thread: the tiny model gains nothing from more, and a two-thread OpenMP team
+        # on a loaded machine waits for both threads at every one of its many tiny operations.
+        parameters.setdefault("torch_threads", 1)
         overrides = [Parameter(name, value=value) for name, value in parameters.items()]
         self.node = ImagineNode(
             pipeline=pipeline, model_id="tiny-test", context=context, namespace=namespace, parameter_overrides=overrides
@@ -108,6 +112,62 @@ class NodeHarness:
             self.node.trigger_shutdown()  # while the executor still spins: goals get their results
         self.executor.shutdown()
         self.thread.join(timeout=5.0)
-        self.action_client.destroy()
+        if self.action_client is not None:
+            self.action_client.destroy()
         self.client.destroy_node()
         self.node.destroy_node()
+
+
+class GatedPipeline:
+    """Wraps the node's pipeline: records each call (kwargs, thread, torch threads) and can hold runs.
+
+    While `gate` is clear, a run waits after its first denoising step until the gate opens or
+    the run is cancelled, so tests keep the model busy exactly as long as they need, without
+    timing assumptions. `install(h)` puts it in the node (jobs bind the pipeline when made).
+    """
+
+    def __init__(self, pipeline: Any, open_gate: bool = False, error: Exception | None = None):
+        self.pipeline = pipeline
+        self.gate = threading.Event()
+        if open_gate:
+            self.gate.set()
+        self.error = error
+        self.calls: list[dict] = []
+        self.threads: list[int] = []
+        self.torch_threads: list[int] = []
+        self.holding = threading.Event()  # a run is waiting at the gate
+        self._interrupted = threading.Event()
+
+    @classmethod
+    def install(cls, h: "NodeHarness", **kwargs: Any) -> "GatedPipeline":
+        gated = cls(h.node.pipeline, **kwargs)
+        h.node.pipeline = gated
+        h.node.worker.interrupt = gated.interrupt
+        return gated
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        self.pipeline.interrupt()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        import torch
+
+        self.calls.append({k: v for k, v in kwargs.items() if k != "callback_on_step_end"})
+        self.threads.append(threading.get_ident())
+        self.torch_threads.append(torch.get_num_threads())
+        self._interrupted.clear()
+        if self.error is not None:
+            raise self.error
+        callback = kwargs.pop("callback_on_step_end")
+
+        def held_callback(pipe: Any, info: Any) -> None:
+            callback(pipe, info)  # feedback; raises when the job was cancelled
+            self.holding.set()
+            while not (self.gate.is_set() or self._interrupted.is_set()):
+                self._interrupted.wait(0.01)
+            self.holding.clear()
+
+        return self.pipeline(**kwargs, callback_on_step_end=held_callback)

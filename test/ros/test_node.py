@@ -117,7 +117,7 @@ def test_busy_policy_reject_set_at_runtime_tells_the_client_why(start_node):
     result = h.node.set_parameters([Parameter("busy_policy", value="reject")])[0]
     assert result.successful and h.node.params.busy_policy == "reject"
     assert not h.node.set_parameters([Parameter("busy_policy", value="drop")])[0].successful
-    assert not h.node.set_parameters([Parameter("device", value="cuda")])[0].successful  # read-only
+    assert not h.node.set_parameters([Parameter("device", value="cuda")])[0].successful  # only while unconfigured
     feedback = []
     first = h.send(h.goal(num_inference_steps=20, trajectory_only=True), feedback)
     wait_for(lambda: feedback, 10.0, "first goal running")
