@@ -107,23 +107,34 @@ def check_checkpoint_folder(folder: Path) -> None:
         check_safetensors_file(path)
 
 
-def load_pipeline(model_path: str, device: str) -> tuple[Any, str]:
-    """(pipeline, model_id) for `model_path`; 'tiny-random' gives the random test pipeline.
+def checkpoint_folder(model_path: str) -> Path | None:
+    """The checked checkpoint folder of `model_path` (None for 'tiny-random'); no torch needed.
 
-    Raises StartupError (one line: the parameter or file, what is wrong, what to do).
+    Raises StartupError, so a wrong path or broken file is reported before PyTorch is imported.
     """
-    check_device(device)
     if model_path == TINY_RANDOM_MODEL:
-        from mask2iv_ros.pipeline import build_tiny_pipeline
-
-        pipeline = build_tiny_pipeline().to(device)
-        return pipeline, f"{TINY_RANDOM_MODEL}:{pipeline.config.model_id}"
+        return None
     if model_path == EMBEDDED_MODEL:
         from mask2iv_ros.demo import EMBEDDED_MODEL as embedded_folder
 
         model_path = str(embedded_folder)
     folder = Path(model_path).expanduser().resolve()
     check_checkpoint_folder(folder)
+    return folder
+
+
+def load_pipeline(model_path: str, device: str) -> tuple[Any, str]:
+    """(pipeline, model_id) for `model_path`; 'tiny-random' gives the random test pipeline.
+
+    Raises StartupError (one line: the parameter or file, what is wrong, what to do).
+    """
+    folder = checkpoint_folder(model_path)
+    check_device(device)
+    if folder is None:
+        from mask2iv_ros.pipeline import build_tiny_pipeline
+
+        pipeline = build_tiny_pipeline().to(device)
+        return pipeline, f"{TINY_RANDOM_MODEL}:{pipeline.config.model_id}"
     from mask2iv_ros.pipeline import Mask2IVPipeline
 
     try:

@@ -56,7 +56,7 @@ from mask2iv_ros.ros import outputs
 from mask2iv_ros.ros.capabilities import ModelCapabilities, capabilities_of
 from mask2iv_ros.ros.image_conversion import rgb_to_image_msg
 from mask2iv_ros.ros.inference_worker import InferenceJob, InferenceWorker, JobOutcome, JobStatus
-from mask2iv_ros.ros.model_loading import StartupError, load_pipeline
+from mask2iv_ros.ros.model_loading import StartupError, checkpoint_folder, load_pipeline
 from mask2iv_ros.ros.overlay import overlay_frames
 from mask2iv_ros.ros.parameters import (MODEL_PARAMETERS, ImagineParameters, declare_node_parameters, default_torch_threads,
                                         updated_parameters)
@@ -213,6 +213,8 @@ class ImagineNode(LifecycleNode):
         injected, injected_id = self._injected_pipeline, self._injected_model_id
 
         def load() -> tuple[Any, str, float]:
+            if injected is None:
+                checkpoint_folder(p.model_path)  # a wrong path or broken file: reported before torch loads
             import torch
 
             # Per thread for OpenMP: set on the thread that loads and runs the model.
