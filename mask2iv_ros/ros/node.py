@@ -28,6 +28,7 @@ client before the node exits).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import gc
 import signal
@@ -494,6 +495,8 @@ class ImagineNode(LifecycleNode):
             for frame_msg in rollout.video_frames:
                 self.video_publisher.publish(frame_msg)
         self.rollout_publisher.publish(rollout)
+        del output, trajectory
+        _return_freed_memory()
         self.get_logger().info(
             f"imagination {request.request_id}: {rollout.num_frames} frames ({request.mode}), "
             f"trajectory {rollout.trajectory_seconds:.2f} s, video {rollout.video_seconds:.2f} s"
@@ -683,6 +686,25 @@ class ImagineNode(LifecycleNode):
         if rollout is not None:
             result.rollout = rollout
         return result
+
+
+def _return_freed_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it after large frames otherwise).
+
+    Output frames of a few MB each are below glibc's adaptive mmap threshold, so once freed they
+    stay in the heap; without this the node's RSS ratchets up with each large goal.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
 
 
 def _wait_for(condition: Any, timeout_s: float) -> bool:
