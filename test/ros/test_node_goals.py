@@ -72,7 +72,7 @@ def test_sampling_defaults_are_the_checkpoints_and_overrides_are_passed(start_no
     assert not refused.successful and refused.reason.startswith("num_inference_steps: expected 0")
 
 
-def test_model_is_loaded_and_run_on_the_same_thread_with_torch_threads(start_node, tiny_pipeline, monkeypatch):
+def test_model_is_loaded_and_run_on_the_same_thread_with_torch_threads(start_node, tiny_pipeline, monkeypatch, tmp_path):
     import torch
 
     from mask2iv_ros.ros import node as node_module
@@ -84,13 +84,15 @@ def test_model_is_loaded_and_run_on_the_same_thread_with_torch_threads(start_nod
         return tiny_pipeline, "loaded-here"
 
     monkeypatch.setattr(node_module, "load_pipeline", load_pipeline)
-    h = start_node(autostart=False, torch_threads=1, model_path="/some/checkpoint")
+    folder = tmp_path / "checkpoint"
+    tiny_pipeline.save_pretrained(folder)  # passes the node's checks of the folder before loading
+    h = start_node(autostart=False, torch_threads=1, model_path=str(folder))
     h.node._injected_pipeline = None  # load through load_pipeline, as a real start does
     assert h.node.autostart(), h.node.startup_error
     assert h.action_client.wait_for_server(timeout_sec=10.0)
     gated = GatedPipeline.install(h, open_gate=True)
     for _ in range(2):
         assert h.result(h.send(h.goal(trajectory_only=True))).status == Imagine.Result.STATUS_SUCCEEDED
-    assert loads == [(gated.threads[0], 1, "/some/checkpoint")]
+    assert loads == [(gated.threads[0], 1, str(folder))]
     assert gated.threads == [loads[0][0]] * 2 and gated.torch_threads == [1, 1]
     assert loads[0][0] != threading.get_ident() and h.node.model_id == "loaded-here"
