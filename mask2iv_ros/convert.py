@@ -206,8 +206,9 @@ def pipeline_config(resolution: tuple[int, int], num_frames: int, fps: float, fs
                 model_id=model_id)
     fields = {f.name for f in dataclasses.fields(PipelineConfig)}
     if "sampling" in fields:
-        return PipelineConfig.from_dict(dict(base, sampling=sampling,
-                                             condition_dropout=official.RELEASE_CONDITION_DROPOUT))
+        return PipelineConfig.from_dict(dict(
+            base, sampling=sampling,
+            training={"condition_dropout": official.RELEASE_CONDITION_DROPOUT}))
     legacy = {k: sampling[k] for k in ("guidance_rescale", "eta", "dynamic_rescale") if k in fields}
     return PipelineConfig.from_dict(dict(base, **legacy))
 

@@ -6,9 +6,13 @@
 * :func:`contact_map` -- eq. 1: ``m_c = (dilate(m_h) & m_o) | (m_h & dilate(m_o))``.
 * :func:`contact_loss_weights` -- eq. 2: ``w = (1 - m_c) + lam * m_c``.
 * :func:`downsample_weights` -- brings a pixel-space weight map to latent resolution (the loss is
-  computed on VAE latents, 8x smaller). Default ``"max"``: a latent cell that covers any contact
-  pixel gets the full contact weight, so thin contact regions are not averaged away; ``"area"``
-  gives the mean weight of the covered pixels instead.
+  computed on VAE latents, 8x smaller). ``"nearest"`` (the released Mask2IV code's
+  ``F.interpolate(scale_factor=1/8, mode="nearest")``): each latent cell takes the weight of the
+  top-left pixel of its 8x8 block. ``"max"``: a latent cell that covers any contact pixel gets
+  the full contact weight, so thin contact regions are not averaged away; ``"area"`` gives the
+  mean weight of the covered pixels.
+* :func:`foreground_loss_weights` -- the released stage-1 loss weight
+  ``mask * (fg_weight - 1) + 1`` with mask = actor or object, from the colour-coded mask video.
 
 All structuring elements are square (``cv2.MORPH_RECT``): a k x k kernel grows/shrinks a mask by
 ``k // 2`` pixels in every direction, including diagonals.
@@ -121,11 +125,12 @@ def contact_loss_weights(contact, lam: float = 5.0):
     return (1.0 - mc) + lam * mc
 
 
-def downsample_weights(weights, factor: int = 8, mode: str = "max") -> torch.Tensor:
+def downsample_weights(weights, factor: int = 8, mode: str = "nearest") -> torch.Tensor:
     """Reduce a pixel-space weight map ``[..., H, W]`` to latent resolution ``[..., H/f, W/f]``.
 
-    ``mode="max"`` (max-pool, default) keeps the contact weight of any latent cell touching a
-    contact pixel; ``mode="area"`` averages. ``H`` and ``W`` must be divisible by ``factor``.
+    ``mode="nearest"`` (default, the released Mask2IV convention) samples pixel ``(f*i, f*j)``
+    for latent cell ``(i, j)``; ``"max"`` (max-pool) keeps the contact weight of any latent cell
+    touching a contact pixel; ``"area"`` averages. ``H`` and ``W`` must be divisible by ``factor``.
     """
     w = weights if isinstance(weights, torch.Tensor) else torch.from_numpy(np.asarray(weights))
     w = w.to(torch.float32)
@@ -138,10 +143,33 @@ def downsample_weights(weights, factor: int = 8, mode: str = "max") -> torch.Ten
         )
     lead = w.shape[:-2]
     flat = w.reshape(-1, 1, h, wd)
-    if mode == "max":
+    if mode == "nearest":
+        out = F.interpolate(flat, scale_factor=1.0 / factor, mode="nearest")
+    elif mode == "max":
         out = F.max_pool2d(flat, factor)
     elif mode == "area":
         out = F.avg_pool2d(flat, factor)
     else:
-        raise ValueError(f"mode: expected 'max' or 'area', got {mode!r}")
+        raise ValueError(f"mode: expected 'nearest', 'max' or 'area', got {mode!r}")
     return out.reshape(*lead, h // factor, wd // factor)
+
+
+def foreground_loss_weights(mask_video: torch.Tensor, fg_weight: float = 5.0,
+                            factor: int = 8) -> torch.Tensor:
+    """Stage-1 loss weights of the released Mask2IV code, ``[B, 1, T, H/f, W/f]``.
+
+    ``mask_video``: the colour-coded target mask video ``[B, 3, T, H, W]`` in [-1, 1]. As the
+    release computes it: ``mask = ((mask_video + 1) / 2).sum(channels)`` (1 on actor or object
+    pixels, 0 on background, for the palette colours), nearest-downsampled by the VAE factor,
+    then ``mask * (fg_weight - 1) + 1`` -- the weight of the squared error, so a foreground
+    latent cell counts ``fg_weight`` times a background one.
+    """
+    if fg_weight < 1.0:
+        raise ValueError(f"fg_weight: expected a weight >= 1.0 (1.0 = no foreground weighting), "
+                         f"got {fg_weight}")
+    if mask_video.dim() != 5 or mask_video.shape[1] != 3:
+        raise ValueError(f"mask_video: expected a colour mask video [B, 3, T, H, W], got "
+                         f"{tuple(mask_video.shape)}")
+    mask = ((mask_video.float() + 1.0) / 2.0).sum(dim=1)            # [B, T, H, W]
+    mask = downsample_weights(mask, factor, mode="nearest").unsqueeze(1)
+    return mask * (fg_weight - 1.0) + 1.0

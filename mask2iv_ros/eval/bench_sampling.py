@@ -39,16 +39,18 @@ from .heldout import (DEMO_SEED, MODE_TAGS, HeldOutCase, bag_cases, case_scores,
                       run_case, synthetic_cases)
 
 SCHEDULERS = {
-    "ddim": "DDIMScheduler",
+    "ddim": "SafeDDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
     "dpmsolver++": "DPMSolverMultistepScheduler",
     "unipc": "UniPCMultistepScheduler",
     "euler": "EulerDiscreteScheduler",
     "lcm": "LCMScheduler",
 }
-SHORT_NAMES = {"DDIMScheduler": "DDIM", "DPMSolverMultistepScheduler": "DPM-Solver++",
+SHORT_NAMES = {"SafeDDIMScheduler": "DDIM", "DDIMScheduler": "DDIM (diffusers)", "DPMSolverMultistepScheduler": "DPM-Solver++",
                "UniPCMultistepScheduler": "UniPC", "EulerDiscreteScheduler": "Euler",
                "LCMScheduler": "LCM"}
+# DynamiCrafter's dynamic rescale is undone by the DDIM step only.
+DDIM_SCHEDULERS = ("SafeDDIMScheduler", "DDIMScheduler")
 # Settings built from the folder's scheduler config need these to mean the named solver.
 _SCHEDULER_OPTIONS = {"DPMSolverMultistepScheduler": {"algorithm_type": "dpmsolver++"}}
 DEFAULT_SCHEDULERS = ("ddim", "dpm++", "unipc", "euler")
@@ -66,11 +68,14 @@ LEGACY_SAMPLING_KEYS = ("eta", "guidance_rescale", "dynamic_rescale")
 
 def scheduler_class_name(name: str) -> str:
     """'ddim' / 'dpm++' / 'unipc' / 'euler' / 'lcm' or a diffusers scheduler class name."""
-    import diffusers
+    from ..pipeline.ddim import scheduler_class
 
     resolved = SCHEDULERS.get(name.lower(), name)
-    cls = getattr(diffusers, resolved, None)
-    if cls is None or not isinstance(cls, type) or not issubclass(cls, diffusers.SchedulerMixin):
+    try:
+        cls = scheduler_class(resolved)
+    except ValueError:
+        cls = None
+    if cls is None:
         raise ValueError(f"scheduler: expected one of {sorted(SCHEDULERS)} or a diffusers "
                          f"scheduler class name, got {name!r}")
     return resolved
@@ -78,9 +83,9 @@ def scheduler_class_name(name: str) -> str:
 
 def make_scheduler(class_name: str, base_config: Any) -> Any:
     """A ``class_name`` scheduler with the schedule of ``base_config`` (the folder's scheduler)."""
-    import diffusers
+    from ..pipeline.ddim import scheduler_class
 
-    cls = getattr(diffusers, scheduler_class_name(class_name))
+    cls = scheduler_class(scheduler_class_name(class_name))
     return cls.from_config(base_config, **_SCHEDULER_OPTIONS.get(cls.__name__, {}))
 
 
@@ -171,7 +176,7 @@ def sampler(pipe: Any, setting: Setting, base_config: Any) -> Iterator[list[str]
     saved_scheduler = pipe.scheduler
     saved_rescale = recorded_default(pipe, "dynamic_rescale")
     pipe.scheduler = make_scheduler(setting.scheduler, base_config)
-    if saved_rescale is not None and setting.scheduler != "DDIMScheduler":
+    if saved_rescale is not None and setting.scheduler not in DDIM_SCHEDULERS:
         _set_dynamic_rescale(pipe, None)
         notes.append("dynamic rescale off (DDIM only)")
     try:
@@ -370,7 +375,7 @@ def write_defaults(folder: str | Path, setting: Setting, recorded: dict[str, Any
     sampling.update({key: recorded[key] for key in LEGACY_SAMPLING_KEYS if key in recorded})
     sampling.update(num_inference_steps=setting.steps, guidance_scale=setting.guidance,
                     scheduler=setting.scheduler)
-    if setting.scheduler != "DDIMScheduler":
+    if setting.scheduler not in DDIM_SCHEDULERS:
         sampling["dynamic_rescale"] = None    # DDIM-only correction; the sweep ran without it
     config["sampling"] = {key: sampling.get(key) for key in SAMPLING_KEYS} | {
         k: v for k, v in sampling.items() if k not in SAMPLING_KEYS}

@@ -3,8 +3,9 @@
 The baselines and ablations of Mask2IV Table 1/2 differ only in how stage 2 consumes the mask
 trajectory (:class:`VideoControl`), mirroring :mod:`mask2iv_ros.training.stage_inputs`:
 
-- ``control="concat"``: trajectory latents concatenated with the noise (Mask2IV, CosHand-style);
-- ``control="none"``: zeros in the trajectory channels (DynamiCrafter-ft);
+- ``control="concat"``: trajectory latents concatenated with the noise (Mask2IV, CosHand-style),
+  in the released order ``[noise, image_latent, trajectory_latent]`` (``video_condition``);
+- ``control="none"``: zeros in the trajectory channels 8..11 (DynamiCrafter-ft);
 - ``control="controlnet"``: zeros in the trajectory channels, the trajectory latent goes through
   a :class:`~mask2iv_ros.models.controlnet.VideoControlNet` branch (InterDyn-style, Table 2
   "ControlNet");
@@ -158,7 +159,7 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
 
     ``image`` and the trajectory must be at ``pipe.resolution`` (as :func:`load_eval_clips` gives).
     The video stage sees the empty prompt, as the pipeline's (and the release's) stage 2 does;
-    ``prompt`` is kept for the callers' signature. Sampler settings left None are the
+    only the text+image baseline (``control.control == "none"``) sees ``prompt``. Sampler settings left None are the
     checkpoint's recorded defaults (``pipe.sampling_settings``).
     """
     if pipe.video_unet is None:
@@ -184,10 +185,12 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
             unet = FixedHintUNet(ControlledVideoUNet(pipe.video_unet, controlnet), trajectory_latents)
     condition = video_condition(concat_latents, image_latent)
     generator = torch.Generator("cpu").manual_seed(seed)
-    # The pipeline's stage-2 contexts: the empty prompt; guidance contrasts with the zero image
-    # where the UNet has image cross-attention.
+    # The pipeline's stage-2 contexts: the empty prompt (as training's stage 2); guidance
+    # contrasts with the zero image where the UNet has image cross-attention. The text+image
+    # baseline (control "none", DynamiCrafter-ft) is trained and sampled with the prompt.
     frame = _to_tensor(image[None], device)[:, :, 0]
-    context, uncond_context = pipe.guidance_contexts(None, frame)(pipe.video_unet)
+    stage2_prompt = prompt if control.control == "none" else None
+    context, uncond_context = pipe.guidance_contexts(stage2_prompt, frame)(pipe.video_unet)
     latents = denoise(unet, pipe.scheduler, condition, context, uncond_context=uncond_context,
                       fs=pipe.config.fs, generator=generator, stage="video",
                       **pipe.sampling_settings(num_inference_steps, guidance_scale))

@@ -13,9 +13,11 @@ trajectory through an auxiliary branch instead of concatenating its latent with 
   step (``unet.py`` is not modified); with the zero convs at zero it equals the plain UNet
   exactly, which the tests check.
 
-The branch receives the same ``x`` as the main UNet (noise + image latent, and whatever other
-concat channels the main UNet was built with) plus ``control_hint`` = the trajectory latent
-``[B, hint_channels, T, h, w]`` at latent resolution.
+The branch receives the same ``x`` as the main UNet (its whole concat input, in the released
+order ``[noise, image_latent, trajectory channels]``; the ControlNet variants feed zeros in the
+trajectory channels) plus ``control_hint`` = the trajectory latent ``[B, hint_channels, T, h, w]``
+at latent resolution. Its input conv is a copy of the UNet's, so a saved branch carries the
+same ``concat_order`` marker and is converted like a UNet folder (:mod:`.layout`).
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ class VideoControlNet(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         config = {"unet": self.config.to_dict(), "hint_channels": self.hint_channels,
                   "hint_hidden_channels": self.hint_hidden_channels}
+        # the branch's input conv sees the main UNet's concat channels: same marker
+        from . import layout  # here: `python -m mask2iv_ros.models.layout` imports this module
+
+        layout.mark_release_order(config)
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
                   str(folder / WEIGHTS_NAME))
@@ -149,11 +155,15 @@ class VideoControlNet(nn.Module):
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"folder: {folder} has no {name} (expected a VideoControlNet folder)")
+        from . import layout
+
         config = json.loads((folder / CONFIG_NAME).read_text())
+        unet_config = UNetConfig.from_dict(config["unet"])
+        state = layout.release_state(config, load_file(str(folder / WEIGHTS_NAME)),
+                                     unet_config.in_channels, unet_config.out_channels, folder)
         return module_from_state_dict(
-            lambda: cls(UNetConfig.from_dict(config["unet"]), config["hint_channels"],
-                        config.get("hint_hidden_channels", 32)),
-            load_file(str(folder / WEIGHTS_NAME)), device=device)
+            lambda: cls(unet_config, config["hint_channels"], config.get("hint_hidden_channels", 32)),
+            state, device=device)
 
 
 class ControlledVideoUNet(nn.Module):

@@ -23,9 +23,12 @@ The OpenCLIP text encoder is returned as a raw state dict only. The image encode
 tower converts key by key to ``transformers``' CLIPVisionModel, whose ``last_hidden_state`` is
 what DynamiCrafter's ``FrozenOpenCLIPImageEmbedderV2`` returns (all tokens of the last block,
 before ``ln_post``). Mask2IV's extra conditioning channels
-(paper: "extra convolution channels") are added by widening ``input_blocks.0.0.weight`` with
-zero-initialised input channels after DynamiCrafter's 8 (noise 4, image latent 4), so the
-widened UNet computes exactly DynamiCrafter's function until those weights are trained.
+(paper: "extra convolution channels") are added as the released Mask2IV does it: the pretrained
+``input_blocks.0.0.weight[:, :8]`` (noise 4, first-frame latent 4) is copied and input channels
+8..11 start at zero, so the widened UNet computes exactly DynamiCrafter's function until those
+weights are trained. With the released concat order (:mod:`.layout`) stage 2's first-frame RGB
+latent lands on DynamiCrafter's pretrained image channels 4..7 and the trajectory on 8..11;
+stage 1 puts the mask slots on 4..7 and the RGB latent on 8..11.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (``.ckpt``/``.pt``/``.pth``; no
 arbitrary unpickling) or ``safetensors``.
@@ -119,7 +122,8 @@ def split_components(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[s
 
 def expand_input_channels(unet_state_dict: Mapping[str, torch.Tensor],
                           in_channels: int) -> dict[str, torch.Tensor]:
-    """Widen the input conv to ``in_channels``; channels past the checkpoint's are zero."""
+    """Widen the input conv to ``in_channels``: the checkpoint's channels are copied in place
+    (``[:, :8]`` for DynamiCrafter), those past them are zero."""
     state = dict(unet_state_dict)
     if INPUT_CONV_WEIGHT not in state:
         raise KeyError(f"state dict has no {INPUT_CONV_WEIGHT!r}: not a DynamiCrafter UNet")

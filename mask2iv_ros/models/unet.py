@@ -9,7 +9,7 @@ conv) unfold them.
 Conditioning, as DynamiCrafter's ``hybrid`` mode forms it:
 
 * ``x``: the noisy latent concatenated on channels with the concat conditioning
-  (``[noise(4), image_latent(4), ...]``),
+  (``[noise(4), ...]``; the released Mask2IV order per stage is in :mod:`.layout`),
 * ``context``: ``[B, text_context_len + T*image_tokens_per_frame, context_dim]`` - text tokens,
   then the image tokens of frame 0, 1, ... (DynamiCrafter's Resampler output); a context of
   ``text_context_len + image_tokens_per_frame`` tokens shares the image tokens over all frames.
@@ -270,23 +270,39 @@ class VideoUNet(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, folder: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
+        """Write ``config.json`` (with the released concat-order marker, :mod:`.layout`) and
+        ``model.safetensors`` into ``folder``."""
+        from . import layout  # here: `python -m mask2iv_ros.models.layout` imports this module
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+        config = layout.mark_release_order(self.config.to_dict())
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_NAME))
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "VideoUNet":
+    @staticmethod
+    def read_pretrained(folder: str | Path) -> tuple[UNetConfig, dict[str, torch.Tensor]]:
+        """``(config, state dict)`` of a saved folder, the weights in the released concat order
+        (a folder written before it, without the marker, is converted: :mod:`.layout`)."""
+        from . import layout
+
         folder = Path(folder)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"folder: {folder} has no {name} (expected a VideoUNet folder)")
-        config = UNetConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-        # read on the CPU (memory-mapped), copied once into fresh storage on ``device``
-        return module_from_state_dict(lambda: cls(config), load_file(str(folder / WEIGHTS_NAME)),
-                                      device=device)
+        raw = json.loads((folder / CONFIG_NAME).read_text())
+        config = UNetConfig.from_dict({k: v for k, v in raw.items() if k != layout.CONCAT_ORDER_KEY})
+        # read on the CPU (memory-mapped)
+        state = layout.release_state(raw, load_file(str(folder / WEIGHTS_NAME)),
+                                     config.in_channels, config.out_channels, folder)
+        return config, state
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "VideoUNet":
+        config, state = cls.read_pretrained(folder)
+        # copied once into fresh storage on ``device``
+        return module_from_state_dict(lambda: cls(config), state, device=device)
 
 
 def temporal_attention_parameters(unet: VideoUNet) -> dict[str, nn.Parameter]:

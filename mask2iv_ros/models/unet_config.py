@@ -107,7 +107,8 @@ class UNetConfig:
     def dynamicrafter_512(cls, in_channels: int = 8, **overrides: Any) -> "UNetConfig":
         """DynamiCrafter ``configs/inference_512_v1.0.yaml`` UNet (320x512, 16 frames).
 
-        ``in_channels=12`` gives the Mask2IV variant (noise, image latent, mask latent).
+        ``in_channels=12`` gives the Mask2IV variant (noise + two conditioning latents, in the
+        released order of :mod:`.layout`).
         Dropout is 0.1 as in DynamiCrafter's config; gradient checkpointing is off by default
         (DynamiCrafter sets ``use_checkpoint: True`` for training; turn it on for training).
         """

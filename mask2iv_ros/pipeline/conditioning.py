@@ -2,13 +2,16 @@
 
 All functions are pure tensor functions on *scaled VAE latents* in DynamiCrafter layout
 ``[B, C, T, h, w]``. The result is concatenated after the 4 noise channels
-(:func:`model_input`), giving the UNet's 12 input channels (docs/ARCHITECTURE.md):
+(:func:`model_input`), giving the UNet's 12 input channels in the released Mask2IV order
+(docs/ARCHITECTURE.md, ``mask2iv_ros.models.layout``):
 
-- stage 1 (trajectory): ``[noise, image_latent, mask_latent]``
-  - TT-Gen (text): mask_latent = latent of the colour-coded first-frame mask, on every frame.
-  - PT-Gen (position): mask_latent = first-frame mask latent in frame 0, placement latent in
-    frame N-1, zeros in between.
-- stage 2 (video): ``[noise, trajectory_latent (per frame), image_latent]``.
+- stage 1 (trajectory): ``[noise, mask_slot, image_latent]``
+  - TT-Gen (text): mask_slot = latent of the colour-coded first-frame mask, on every frame.
+  - PT-Gen (position): mask_slot = first-frame mask latent in frame 0, placement latent in
+    frame N-1, zeros in between (where DynamiCrafter's interpolation model puts its key frames).
+- stage 2 (video): ``[noise, image_latent, trajectory_latent (per frame)]``, so the first-frame
+  RGB latent sits on DynamiCrafter's pretrained image channels 4..7 and the trajectory on the
+  zero-initialised channels 8..11 when fine-tuning from DynamiCrafter.
 
 The image latent is repeated over all frames, as DynamiCrafter does for its first-frame concat.
 
@@ -42,7 +45,7 @@ def _same_shape(reference: torch.Tensor, other: torch.Tensor, name: str) -> None
 
 def tt_condition(image_latent: torch.Tensor, mask_latent: torch.Tensor,
                  num_frames: int) -> torch.Tensor:
-    """Stage-1 TT-Gen concat: ``[image_latent, mask_latent]`` each repeated on ``num_frames``.
+    """Stage-1 TT-Gen concat: ``[mask_latent, image_latent]`` each repeated on ``num_frames``.
 
     ``image_latent``, ``mask_latent``: ``[B, C, h, w]`` or ``[B, C, 1, h, w]`` (the latent of the
     colour-coded first-frame object/actor mask). Returns ``[B, 2C, num_frames, h, w]``.
@@ -52,12 +55,13 @@ def tt_condition(image_latent: torch.Tensor, mask_latent: torch.Tensor,
     _same_shape(image_latent, mask_latent, "mask_latent")
     if num_frames < 1:
         raise ValueError(f"num_frames: expected >= 1, got {num_frames}")
-    return torch.cat([image_latent, mask_latent], dim=1).expand(-1, -1, num_frames, -1, -1).clone()
+    return torch.cat([mask_latent, image_latent], dim=1).expand(-1, -1, num_frames, -1, -1).clone()
 
 
 def pt_condition(image_latent: torch.Tensor, mask_latent: torch.Tensor,
                  placement_latent: torch.Tensor | None, num_frames: int) -> torch.Tensor:
-    """Stage-1 PT-Gen concat: image latent on every frame; mask slots first/last, zeros between.
+    """Stage-1 PT-Gen concat: ``[mask slots, image_latent]``; the mask slots hold the first/last
+    frame's latents and zeros between, the image latent is on every frame.
 
     Frame 0 of the mask channels holds ``mask_latent`` (first-frame object/actor mask), frame
     ``num_frames - 1`` holds ``placement_latent`` (the target position mask); ``None`` leaves the
@@ -76,11 +80,11 @@ def pt_condition(image_latent: torch.Tensor, mask_latent: torch.Tensor,
         _same_shape(image_latent, placement_latent, "placement_latent")
         mask_slots[:, :, -1:] = placement_latent
     images = image_latent.expand(-1, -1, num_frames, -1, -1)
-    return torch.cat([images, mask_slots], dim=1)
+    return torch.cat([mask_slots, images], dim=1)
 
 
 def video_condition(trajectory_latents: torch.Tensor, image_latent: torch.Tensor) -> torch.Tensor:
-    """Stage-2 concat: ``[trajectory_latents (per frame), image_latent repeated]``.
+    """Stage-2 concat: ``[image_latent repeated, trajectory_latents (per frame)]``.
 
     ``trajectory_latents``: ``[B, C, T, h, w]`` latents of the colour-coded mask trajectory.
     Returns ``[B, 2C, T, h, w]``.
@@ -93,7 +97,7 @@ def video_condition(trajectory_latents: torch.Tensor, image_latent: torch.Tensor
     if image_latent.shape != (b, c, 1, h, w):
         raise ValueError(f"image_latent: expected shape {(b, c, 1, h, w)} matching "
                          f"trajectory_latents, got {tuple(image_latent.shape)}")
-    return torch.cat([trajectory_latents, image_latent.expand(-1, -1, t, -1, -1)], dim=1)
+    return torch.cat([image_latent.expand(-1, -1, t, -1, -1), trajectory_latents], dim=1)
 
 
 def model_input(noisy_latents: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:

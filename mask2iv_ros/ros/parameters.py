@@ -9,6 +9,8 @@ not import rclpy; only `declare_node_parameters` / `updated_parameters` touch rc
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -16,6 +18,12 @@ from typing import Any, Iterable
 MODES = ("text", "position")
 TRIGGERS = ("each", "rate", "on_demand")
 BUSY_POLICIES = ("queue", "reject")
+PROMPT_OVERFLOW = ("truncate", "refuse")
+# Read when the model is loaded (lifecycle configure): changeable only while the node is unconfigured.
+MODEL_PARAMETERS = ("model_path", "device", "torch_threads")
+# torch_threads 0 = the cores this process may use, at most this many (beyond ~8 threads the
+# small convolutions of these UNets gain little and the node would starve its callbacks).
+MAX_DEFAULT_TORCH_THREADS = 8
 TINY_RANDOM_MODEL = "tiny-random"
 # The embedded default model (mask2iv_ros/assets/default_model), so that a bare start serves it.
 EMBEDDED_MODEL = "embedded"
@@ -33,9 +41,23 @@ class ImagineParameters:
         EMBEDDED_MODEL,
         "Mask2IV checkpoint folder (model_index.json + components). "
         f"'{EMBEDDED_MODEL}' = the small model shipped in the package (synthetic 64x64 tabletop only). "
-        f"'{TINY_RANDOM_MODEL}' builds a tiny randomly initialised pipeline: for tests only, its outputs are noise.",
+        f"'{TINY_RANDOM_MODEL}' builds a tiny randomly initialised pipeline: for tests only, its outputs are noise. "
+        "Read at configure (changeable while unconfigured).",
+        read_only=False,
     )
-    device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N.")
+    device: str = _param("cpu", "Torch device: cpu, cuda or cuda:N. Read at configure.", read_only=False)
+    torch_threads: int = _param(
+        0,
+        "CPU threads of the model (torch intra-op threads, set on the model thread that loads and runs it); "
+        f"0 = the cores available to this process, at most {MAX_DEFAULT_TORCH_THREADS}. Read at configure.",
+        read_only=False,
+    )
+    autostart: bool = _param(
+        True,
+        "Configure (load the model) and activate (open topics and the action) on start, as a plain "
+        "`imagine_node --ros-args ...` run needs; false = wait for lifecycle transitions "
+        "(ros2 lifecycle / the launch file).",
+    )
     # Requests
     mode: str = _param("text", "Default conditioning: 'text' (TT-Gen, prompt) or 'position' (PT-Gen, placement mask).")
     trigger: str = _param(
@@ -53,10 +75,32 @@ class ImagineParameters:
         "queue", "While a run is in progress: 'queue' new requests (up to max_queue) or 'reject' them.", read_only=False
     )
     max_queue: int = _param(4, "Requests waiting behind the running one, at most (busy_policy 'queue').", read_only=False)
+    max_input_pixels: int = _param(
+        4_194_304,
+        "Largest input image accepted, in pixels (width x height; default 2048 x 2048). Outputs are sent "
+        "at the input size, so this bounds the node's memory and conversion time; 0 = no limit.",
+        read_only=False,
+    )
+    prompt_overflow: str = _param(
+        "truncate",
+        "A prompt longer than the text encoder's token limit: 'truncate' (the model reads the first tokens; "
+        "the result's warnings and rollout.prompt say what was read) or 'refuse' (invalid_input).",
+        read_only=False,
+    )
+    abandoned_goal_timeout_s: float = _param(
+        5.0,
+        "Abort running and queued goals when no action client has listened to the action's feedback for "
+        "this long (the requester died); <= 0 disables.",
+        read_only=False,
+    )
     # Sampling
     num_frames: int = _param(0, "Frames to imagine; 0 = the model's default.", read_only=False)
-    num_inference_steps: int = _param(50, "Denoising steps per stage.", read_only=False)
-    guidance_scale: float = _param(7.5, "Classifier-free guidance scale.", read_only=False)
+    num_inference_steps: int = _param(
+        0, "Denoising steps per stage; 0 = the checkpoint's recorded default.", read_only=False
+    )
+    guidance_scale: float = _param(
+        -1.0, "Classifier-free guidance scale; negative = the checkpoint's recorded default.", read_only=False
+    )
     seed: int = _param(0, "Seed of the initial noise; negative = a random seed per run.", read_only=False)
     publish_video: bool = _param(
         True,
@@ -87,10 +131,13 @@ class ImagineParameters:
     input_qos_depth: int = _param(5, "Keep-last depth of the best-effort input subscriptions.")
     output_qos_depth: int = _param(1, "Keep-last depth of the MaskTrajectory / ImaginedRollout publishers.")
     frame_stream_qos_depth: int = _param(16, "Keep-last depth of the per-frame overlay / video publishers.")
+    diagnostics_period_s: float = _param(
+        1.0, "Period of the diagnostic_msgs/DiagnosticArray published on /diagnostics; 0 disables."
+    )
 
     def validate(self) -> "ImagineParameters":
         """Raise ValueError naming the first bad parameter; return self when all are valid."""
-        choices = {"mode": MODES, "trigger": TRIGGERS, "busy_policy": BUSY_POLICIES}
+        choices = {"mode": MODES, "trigger": TRIGGERS, "busy_policy": BUSY_POLICIES, "prompt_overflow": PROMPT_OVERFLOW}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -98,23 +145,33 @@ class ImagineParameters:
             raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not self.model_path:
             raise ValueError("model_path: expected a checkpoint folder or 'tiny-random', got an empty string")
-        positive = ("sync_queue_size", "num_inference_steps", "input_qos_depth", "output_qos_depth",
-                    "frame_stream_qos_depth")
+        positive = ("sync_queue_size", "input_qos_depth", "output_qos_depth", "frame_stream_qos_depth")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
-        for name in ("max_queue", "num_frames"):
+        for name in ("max_queue", "num_frames", "num_inference_steps", "torch_threads", "max_input_pixels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)}")
         if self.trigger == "rate" and not self.max_rate_hz > 0:
             raise ValueError(f"max_rate_hz: expected > 0 with trigger 'rate', got {self.max_rate_hz}")
-        for name in ("sync_slop_s", "guidance_scale", "output_fps"):
+        for name in ("sync_slop_s", "output_fps", "diagnostics_period_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
+        if not math.isfinite(self.guidance_scale):
+            raise ValueError(f"guidance_scale: expected a number (negative = the checkpoint's default), got {self.guidance_scale}")
         for name in (f.name for f in dataclasses.fields(self)):
             if (name.endswith("_topic") or name == "action_name") and not getattr(self, name):
                 raise ValueError(f"{name}: expected a topic name, got an empty string")
         return self
+
+
+def default_torch_threads() -> int:
+    """The cores this process may run on (its CPU affinity), at most MAX_DEFAULT_TORCH_THREADS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_TORCH_THREADS))
 
 
 def defaults() -> dict[str, Any]:

@@ -53,9 +53,14 @@ class ImagineClient:
         guidance_scale: float = 0.0,
         seed: int = -1,
         trajectory_only: bool = False,
+        goal_timeout_s: float = 0.0,
         frame_id: str = "camera",
     ) -> Any:
-        """An Imagine goal; arrays are stamped now (this node's clock) with `frame_id`."""
+        """An Imagine goal; arrays are stamped now (this node's clock) with `frame_id`.
+
+        `goal_timeout_s` > 0 is the goal's own deadline (its `timeout_s` field): the node stops the
+        run when it passes and answers with status "timed_out".
+        """
         header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id=frame_id)
 
         def as_image(value: Any, is_mask: bool) -> Image:
@@ -77,6 +82,7 @@ class ImagineClient:
             guidance_scale=guidance_scale,
             seed=seed,
             trajectory_only=trajectory_only,
+            timeout_s=goal_timeout_s,
         )
 
     def imagine(
@@ -86,16 +92,17 @@ class ImagineClient:
         timeout_s: float = 600.0,
         on_feedback: Optional[Callable[[Any], None]] = None,
     ) -> Any:
-        """Send `goal` and wait for the Imagine result (status, error, rollout).
+        """Send `goal` and wait for the Imagine result (status, error, warnings, rollout).
 
-        Raises RuntimeError if the node rejects the goal (busy), TimeoutError after `timeout_s`
-        (the goal is then cancelled).
+        The node accepts every goal and says in the result why one was not run (status "rejected"
+        when busy or inactive, "invalid_input" naming the field). Raises RuntimeError if the goal is
+        not accepted at all, TimeoutError after `timeout_s` (the goal is then cancelled).
         """
         deadline = time.monotonic() + timeout_s
         callback = (lambda message: on_feedback(message.feedback)) if on_feedback is not None else None
         goal_handle = self._wait(self.action_client.send_goal_async(goal, feedback_callback=callback), deadline)
         if not goal_handle.accepted:
-            raise RuntimeError("imagine: the node rejected the goal (busy_policy 'reject' or its queue is full)")
+            raise RuntimeError("imagine: the action server did not accept the goal")
         try:
             return self._wait(goal_handle.get_result_async(), deadline).result
         except TimeoutError:
@@ -137,7 +144,7 @@ def imagine_once(
     """One Imagine goal from a fresh client (its own rclpy context); returns the result.
 
     `goal_fields`: mode, prompt, placement_mask, actor_mask, num_frames, num_inference_steps,
-    guidance_scale, seed, trajectory_only, frame_id (see `ImagineClient.make_goal`).
+    guidance_scale, seed, trajectory_only, goal_timeout_s, frame_id (see `ImagineClient.make_goal`).
     """
     with ImagineClient(action_name) as client:
         if not client.wait_for_server(min(timeout_s, 30.0)):

@@ -1,18 +1,24 @@
 """Turning ROS inputs (an Imagine goal, or a synchronized topic set) into a checked request.
 
 All input checks the node makes happen here, before a request is queued, so a bad request is
-answered at once with an error naming the field, and never occupies the model. Each error carries
-a `cause` key (e.g. "object_mask:empty") that the node uses to log each cause once.
+answered at once with an error naming the field, and never occupies the model: message layout
+(encoding, `data` length = height x step), size (`max_input_pixels`, at least 8 x 8), masks (not
+empty, not covering the whole image), mode, prompt (present; within the text encoder's token
+limit), sampling overrides (within what the checkpoint accepts: `ModelCapabilities`) and
+`timeout_s`. Each error carries a `cause` key (e.g. "object_mask:empty") that the node uses to
+log each cause once.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
+from mask2iv_ros.ros.capabilities import ModelCapabilities
 from mask2iv_ros.ros.image_conversion import ImageConversionError, image_msg_to_mask, image_msg_to_rgb, is_empty
 from mask2iv_ros.ros.parameters import MODES, ImagineParameters
 from mask2iv_ros.ros.synchronizer import NANOSECONDS_PER_SECOND, stamp_to_ns
@@ -40,10 +46,16 @@ class ImagineRequest:
     placement_mask: Optional[np.ndarray]
     actor_mask: Optional[np.ndarray]
     num_frames: Optional[int]  # None = the model's default
-    num_inference_steps: int
-    guidance_scale: float
+    num_inference_steps: int  # the steps that run (an override or the checkpoint's default)
+    guidance_scale: float  # likewise
     seed: int
     trajectory_only: bool
+    timeout_s: float = 0.0  # seconds from acceptance until the goal is aborted; 0 = none
+    # Sampling arguments set by the goal or a node parameter; the others are left to the
+    # pipeline, which then uses the checkpoint's recorded defaults.
+    sampling_overrides: dict[str, Any] = field(default_factory=dict)
+    prompt_read: str = ""  # the part of the prompt the text encoder reads (differs when truncated)
+    warnings: list[str] = field(default_factory=list)
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         return dict(
@@ -53,33 +65,56 @@ class ImagineRequest:
             placement_mask=self.placement_mask if self.mode == "position" else None,
             actor_mask=self.actor_mask,
             num_frames=self.num_frames,
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
             seed=self.seed,
             trajectory_only=self.trajectory_only,
+            **self.sampling_overrides,
         )
 
 
-def _rgb(msg: Any, field: str) -> np.ndarray:
+def _check_layout(msg: Any, field_name: str, max_pixels: int) -> None:
+    """`data` holds exactly height x step bytes, and the image is not above max_input_pixels."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if max_pixels > 0 and height * width > max_pixels:
+        raise InvalidInput(
+            f"{field_name}:too_large",
+            f"{field_name}: {width} x {height} = {width * height} pixels is above the node's max_input_pixels "
+            f"{max_pixels}; send a smaller (e.g. downscaled) image or raise max_input_pixels",
+        )
+    expected = height * step
+    if len(msg.data) != expected:
+        raise InvalidInput(
+            f"{field_name}.data:size",
+            f"{field_name}.data: expected height x step = {height} x {step} = {expected} bytes, got {len(msg.data)}",
+        )
+
+
+def _rgb(msg: Any, field_name: str) -> np.ndarray:
     try:
-        return image_msg_to_rgb(msg, field)
+        return image_msg_to_rgb(msg, field_name)
     except ImageConversionError as error:
         raise InvalidInput(f"{error.field}:conversion", str(error)) from None
 
 
-def _mask(msg: Any, field: str, image_shape: Sequence[int]) -> np.ndarray:
+def _mask(msg: Any, field_name: str, image_shape: tuple[int, ...], max_pixels: int, *, object_like: bool = True) -> np.ndarray:
+    """A mask the size of the image; `object_like` masks must be neither empty nor everything."""
+    _check_layout(msg, field_name, max_pixels)
     try:
-        mask = image_msg_to_mask(msg, field)
+        mask = image_msg_to_mask(msg, field_name)
     except ImageConversionError as error:
         raise InvalidInput(f"{error.field}:conversion", str(error)) from None
     if mask.shape != tuple(image_shape):
         raise InvalidInput(
-            f"{field}:size",
-            f"{field}: expected a mask of height x width {image_shape[0]} x {image_shape[1]} matching image, "
+            f"{field_name}:size",
+            f"{field_name}: expected a mask of height x width {image_shape[0]} x {image_shape[1]} matching image, "
             f"got {mask.shape[0]} x {mask.shape[1]}",
         )
-    if not mask.any():
-        raise InvalidInput(f"{field}:empty", f"{field}: the mask is empty; expected nonzero pixels on the object")
+    if object_like and not mask.any():
+        raise InvalidInput(f"{field_name}:empty", f"{field_name}: the mask is empty; expected nonzero pixels on the object")
+    if object_like and mask.all():
+        raise InvalidInput(
+            f"{field_name}:full",
+            f"{field_name}: every pixel is set (the whole image); expected nonzero pixels on the object only and 0 elsewhere",
+        )
     return mask
 
 
@@ -96,6 +131,66 @@ def check_input_age(stamp: Any, now_ns: int, max_input_age_s: float, field: str 
         )
 
 
+def _override(goal_value: float, parameter_value: float, goal_set: bool, parameter_set: bool) -> tuple[Any, str]:
+    """(value, source) of a sampling setting: the goal's, else the node parameter's, else None."""
+    if goal_set:
+        return goal_value, "goal"
+    if parameter_set:
+        return parameter_value, "parameter"
+    return None, "checkpoint"
+
+
+def _sampling(num_frames: int, num_inference_steps: int, guidance_scale: float, params: ImagineParameters,
+              caps: ModelCapabilities) -> tuple[Optional[int], int, float, dict[str, Any]]:
+    """Resolve and check the sampling settings: (num_frames, steps, guidance, pipeline overrides)."""
+    frames, source = _override(num_frames, params.num_frames, num_frames > 0, params.num_frames > 0)
+    if frames is not None:
+        where = "" if source == "goal" else " (the node's num_frames parameter)"
+        if not 2 <= frames <= caps.max_num_frames:
+            raise InvalidInput("num_frames:range", f"num_frames: expected an int in [2, {caps.max_num_frames}] "
+                               f"(0 = the model's default){where}, got {frames}")
+        if caps.fixed_num_frames is not None and frames != caps.fixed_num_frames:
+            raise InvalidInput("num_frames:fixed", f"num_frames: this checkpoint's image projection makes tokens for "
+                               f"{caps.fixed_num_frames} frames; expected {caps.fixed_num_frames} or 0{where}, got {frames}")
+    steps, source = _override(num_inference_steps, params.num_inference_steps, num_inference_steps > 0,
+                              params.num_inference_steps > 0)
+    overrides: dict[str, Any] = {}
+    if steps is not None:
+        if steps > caps.max_num_inference_steps:
+            where = "" if source == "goal" else " (the node's num_inference_steps parameter)"
+            raise InvalidInput("num_inference_steps:range", f"num_inference_steps: expected an int in "
+                               f"[1, {caps.max_num_inference_steps}] (0 = the node's default){where}, got {steps}")
+        overrides["num_inference_steps"] = int(steps)
+    guidance, source = _override(guidance_scale, params.guidance_scale, guidance_scale > 0, params.guidance_scale >= 0)
+    if guidance is not None:
+        if not (math.isfinite(guidance) and guidance <= caps.max_guidance_scale):
+            where = "" if source == "goal" else " (the node's guidance_scale parameter)"
+            raise InvalidInput("guidance_scale:range", f"guidance_scale: expected a number in "
+                               f"(0, {caps.max_guidance_scale:g}] (0 = the node's default){where}, got {guidance}")
+        overrides["guidance_scale"] = float(guidance)
+    return (frames, int(overrides.get("num_inference_steps", caps.default_num_inference_steps)),
+            float(overrides.get("guidance_scale", caps.default_guidance_scale)), overrides)
+
+
+def _prompt(prompt: str, prompt_source: str, params: ImagineParameters, caps: ModelCapabilities) -> tuple[str, list[str]]:
+    """(the part the text encoder reads, warnings); refuses an over-long prompt if so configured."""
+    if caps.prompt_limit is None:
+        return prompt, []
+    fit = caps.prompt_limit.check(prompt)
+    if not fit.truncated:
+        return prompt, []
+    if params.prompt_overflow == "refuse":
+        raise InvalidInput(
+            "prompt:too_long",
+            f"{prompt_source}: {fit.tokens} tokens, longer than the text encoder's limit of {fit.max_tokens} tokens "
+            "(start/end tokens included); shorten the action description",
+        )
+    return fit.read_text, [
+        f"prompt: {fit.tokens} tokens, longer than the text encoder's limit of {fit.max_tokens} tokens; "
+        f"the model read only {fit.read_text!r}"
+    ]
+
+
 def build_request(
     *,
     request_id: str,
@@ -106,63 +201,67 @@ def build_request(
     placement_mask_msg: Any = None,
     actor_mask_msg: Any = None,
     params: ImagineParameters,
-    available_modes: Sequence[str] = MODES,
+    capabilities: ModelCapabilities,
     now_ns: int,
     num_frames: int = 0,
     num_inference_steps: int = 0,
     guidance_scale: float = 0.0,
     seed: int = -1,
     trajectory_only: bool = False,
+    timeout_s: float = 0.0,
     prompt_source: str = "prompt",
 ) -> ImagineRequest:
     """Check and convert one request; overrides <= 0 (seed < 0) fall back to `params`.
 
     `prompt_source` names where a missing prompt should come from in the error (goal field or topic).
     """
+    caps = capabilities
     mode = mode or params.mode
     if mode not in MODES:
         raise InvalidInput("mode:unknown", f"mode: expected one of {list(MODES)} or empty, got {mode!r}")
-    if mode not in available_modes:
+    if mode not in caps.modes:
         raise InvalidInput(
             "mode:unavailable",
-            f"mode: {mode!r} is not available in this checkpoint, which supports {list(available_modes)}",
+            f"mode: {mode!r} is not available in this checkpoint, which supports {list(caps.modes)}",
         )
+    if not (math.isfinite(timeout_s) and timeout_s >= 0):
+        raise InvalidInput("timeout_s:range", f"timeout_s: expected seconds >= 0 (0 = no deadline), got {timeout_s}")
+    if not trajectory_only and not caps.has_video_model:
+        raise InvalidInput("trajectory_only:no_video_model",
+                           "trajectory_only: this checkpoint has no video model; set trajectory_only to true")
+    frames, steps, guidance, overrides = _sampling(num_frames, num_inference_steps, guidance_scale, params, caps)
+
     if image_msg is None or is_empty(image_msg):
         raise InvalidInput("image:missing", "image: expected a camera image, got an empty one (width or height 0)")
+    _check_layout(image_msg, "image", params.max_input_pixels)
+    if min(int(image_msg.height), int(image_msg.width)) < caps.min_image_side:
+        raise InvalidInput("image:too_small", f"image: expected at least {caps.min_image_side} x {caps.min_image_side} "
+                           f"pixels, got {image_msg.width} x {image_msg.height}")
     check_input_age(image_msg.header.stamp, now_ns, params.max_input_age_s)
     image = _rgb(image_msg, "image")
     if object_mask_msg is None or is_empty(object_mask_msg):
         raise InvalidInput("object_mask:missing", "object_mask: expected a mask of the object, got an empty image")
-    object_mask = _mask(object_mask_msg, "object_mask", image.shape[:2])
+    object_mask = _mask(object_mask_msg, "object_mask", image.shape[:2], params.max_input_pixels)
 
     placement_mask = None
+    prompt = (prompt or "").strip()
+    prompt_read, warnings = prompt, []
     if mode == "text":
-        prompt = (prompt or "").strip()
         if not prompt:
             raise InvalidInput("prompt:missing", f"{prompt_source}: mode 'text' needs an action description, got none")
+        prompt_read, warnings = _prompt(prompt, prompt_source, params, caps)
     else:
-        prompt = (prompt or "").strip()
         if placement_mask_msg is None or is_empty(placement_mask_msg):
             raise InvalidInput(
                 "placement_mask:missing", "placement_mask: mode 'position' needs a target placement mask, got none"
             )
-        placement_mask = _mask(placement_mask_msg, "placement_mask", image.shape[:2])
+        placement_mask = _mask(placement_mask_msg, "placement_mask", image.shape[:2], params.max_input_pixels)
 
     # Unlike the object mask, an all-zero actor mask is valid: no actor visible in the first frame.
     actor_mask = None
     if actor_mask_msg is not None and not is_empty(actor_mask_msg):
-        try:
-            actor_mask = image_msg_to_mask(actor_mask_msg, "actor_mask")
-        except ImageConversionError as error:
-            raise InvalidInput(f"{error.field}:conversion", str(error)) from None
-        if actor_mask.shape != image.shape[:2]:
-            raise InvalidInput(
-                "actor_mask:size",
-                f"actor_mask: expected height x width {image.shape[0]} x {image.shape[1]} matching image, "
-                f"got {actor_mask.shape[0]} x {actor_mask.shape[1]}",
-            )
+        actor_mask = _mask(actor_mask_msg, "actor_mask", image.shape[:2], params.max_input_pixels, object_like=False)
 
-    frames = num_frames if num_frames > 0 else params.num_frames
     if seed < 0:
         seed = params.seed if params.seed >= 0 else secrets.randbelow(2**31)
     return ImagineRequest(
@@ -175,9 +274,13 @@ def build_request(
         prompt=prompt,
         placement_mask=placement_mask,
         actor_mask=actor_mask,
-        num_frames=frames if frames > 0 else None,
-        num_inference_steps=num_inference_steps if num_inference_steps > 0 else params.num_inference_steps,
-        guidance_scale=guidance_scale if guidance_scale > 0 else params.guidance_scale,
+        num_frames=frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
         seed=int(seed),
         trajectory_only=trajectory_only,
+        timeout_s=float(timeout_s),
+        sampling_overrides=overrides,
+        prompt_read=prompt_read,
+        warnings=warnings,
     )

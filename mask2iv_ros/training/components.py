@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from safetensors.torch import load_file
 from diffusers import AutoencoderKL, DDPMScheduler
 from torch import nn
 
@@ -162,11 +161,11 @@ def build_unet(cfg: ModelConfig, text_encoder: TextEncoder, num_frames: int,
 def _load_unet_folder(unet: VideoUNet, folder: Path) -> None:
     """Continue from a Mask2IV UNet folder (a pipeline's ``video_unet/`` etc., or
     ``VideoUNet.save_pretrained``): same architecture, every tensor with its shape (strict)."""
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model.init_from: expected a DynamiCrafter checkpoint file or a "
-                                f"UNet folder with model.safetensors, got {folder}")
-    state = load_file(str(weights))
+                                f"UNet folder with config.json and model.safetensors, got {folder}")
+    # in the released concat order (a folder written before it is converted, logged)
+    _, state = VideoUNet.read_pretrained(folder)
     check_state_dict(unet.state_dict(), state, "model.init_from", str(folder), "UNet")
     unet.load_state_dict(state, strict=True)
     logger.info("model.init_from: UNet weights from %s", folder)

@@ -5,6 +5,7 @@ misspelt key fails with its full dotted name instead of being silently ignored::
 
     stage: video
     optim: {lr: 1.0e-5, batch_size: 4}
+    stage1: {fg_weight: 5.0}
     stage2: {contact_loss_lambda: 5.0}
 
 ``mask2iv-train --config training/x.yaml --override optim.lr=3e-5 --override stage2.control=none``
@@ -178,6 +179,21 @@ class DiffusionConfig:
     # uncond_prob: 0.05. With the image branch, DynamiCrafter's three bands of this width: the
     # condition alone, condition + image (all-zero image), the image alone (stage_inputs.py).
     condition_dropout_prob: float = 0.05
+    # DynamiCrafter's use_dynamic_rescale base_scale (0.7 in its and the released Mask2IV
+    # configs): the clean latent is multiplied by s(t) (1 -> base_scale over t = 0..400, then
+    # base_scale; pipeline.sampling.dynamic_rescale_schedule) before noising. null = off. The
+    # export records it in the pipeline folder, whose sampler undoes it.
+    dynamic_rescale: Optional[float] = None
+
+
+@dataclass
+class Stage1Config:
+    """Mask-trajectory (stage 1) loss."""
+
+    # Released Mask2IV fg_weight: the squared error of latent cells where the target mask video
+    # shows the actor or the object (nearest 1/8 downsampling) counts fg_weight times, i.e.
+    # weight mask * (fg_weight - 1) + 1. 1.0 switches it off.
+    fg_weight: float = 5.0
 
 
 @dataclass
@@ -196,6 +212,13 @@ class Stage2Config:
     dilate_erode_kernels: list = field(default_factory=lambda: [3, 5, 7])
     # lambda of eq. 2; 1.0 switches the contact weighting off.
     contact_loss_lambda: float = 5.0
+    # squared_error: the weight multiplies the squared error (the released Mask2IV convention,
+    # a contact cell counts lambda times); weighted_residual: eq. 3 as printed, the weight inside
+    # the square (lambda^2 times). training/losses.py.
+    contact_loss_form: Literal["squared_error", "weighted_residual"] = "squared_error"
+    # Pixel -> latent reduction of the contact weights: nearest (released convention: the
+    # top-left pixel of each 8x8 block), max (any contact pixel in the block), area (mean).
+    contact_downsample: Literal["nearest", "max", "area"] = "nearest"
     # Kernel of the dilation delta() in the contact map of eq. 1.
     contact_dilation_kernel: int = 5
 
@@ -249,6 +272,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
@@ -332,6 +356,13 @@ class TrainConfig:
         require(self.stage2.contact_loss_lambda >= 1.0, "stage2.contact_loss_lambda",
                 "a float >= 1.0 (1.0 switches the contact weighting off)",
                 self.stage2.contact_loss_lambda)
+        require(self.stage1.fg_weight >= 1.0, "stage1.fg_weight",
+                "a float >= 1.0 (1.0 switches the foreground weighting off)",
+                self.stage1.fg_weight)
+        if self.diffusion.dynamic_rescale is not None:
+            require(0.0 < self.diffusion.dynamic_rescale <= 1.0, "diffusion.dynamic_rescale",
+                    "a base scale in (0, 1] (DynamiCrafter: 0.7) or null",
+                    self.diffusion.dynamic_rescale)
         k = self.stage2.contact_dilation_kernel
         require(k > 0 and k % 2 == 1, "stage2.contact_dilation_kernel", "an odd positive int", k)
         require(0.0 < self.ema.decay < 1.0, "ema.decay", "a float in (0, 1)", self.ema.decay)

@@ -23,6 +23,8 @@ export keeps it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import json
 import logging
@@ -159,6 +161,21 @@ def sampling_scheduler(config: TrainConfig) -> DDIMScheduler:
         prediction_type=d.prediction_type, rescale_betas_zero_snr=d.rescale_betas_zero_snr)
 
 
+def _set_dynamic_rescale(pipeline_config: PipelineConfig, dynamic_rescale: Optional[float],
+                         folder: Path) -> PipelineConfig:
+    """The pipeline samples all its UNets with one dynamic rescale: this run's (the sampler
+    must undo what training did); warn when the folder's other components had another."""
+    recorded = pipeline_config.sampling.dynamic_rescale
+    if recorded == dynamic_rescale:
+        return pipeline_config
+    logger.warning("export: %s was sampled with dynamic_rescale %s, this run trained with %s; "
+                   "the pipeline now uses %s for all its UNets (train every stage with the "
+                   "same diffusion.dynamic_rescale)", folder, recorded, dynamic_rescale,
+                   dynamic_rescale)
+    return dataclasses.replace(pipeline_config, sampling=dataclasses.replace(
+        pipeline_config.sampling, dynamic_rescale=dynamic_rescale))
+
+
 def _write_controlnet(folder: Path, controlnet: Optional[VideoControlNet]) -> None:
     target = folder / CONTROLNET_COMPONENT
     if target.exists():
@@ -208,7 +225,8 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
     pipeline_config = PipelineConfig(
         resolution=(config.data.height, config.data.width), num_frames=config.data.num_frames,
         fps=float(config.data.fps), fs=int(config.data.fps), condition_dropout=condition_dropout,
-        sampling=training_sampling_defaults(condition_dropout))
+        sampling=training_sampling_defaults(condition_dropout,
+                                            dynamic_rescale=config.diffusion.dynamic_rescale))
     shared_encoder, shared_projection = image_encoder, projection
     if (folder / MODEL_INDEX).is_file():
         existing = Mask2IVPipeline.from_pretrained(folder)
@@ -218,6 +236,8 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
             shared_encoder, shared_projection = existing.image_encoder, existing.image_projection
         unets.update({name: getattr(existing, name) for name in UNET_NAMES})
         pipeline_config = existing.config.with_trained_component(condition_dropout)
+        pipeline_config = _set_dynamic_rescale(pipeline_config, config.diffusion.dynamic_rescale,
+                                               folder)
         trained_at = ((config.data.height, config.data.width), config.data.num_frames)
         if (tuple(pipeline_config.resolution), pipeline_config.num_frames) != trained_at:
             logger.warning("export: %s was written for %s x %d frames; this run trained at %s x %d",
@@ -234,7 +254,9 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
     unets[component] = trained
 
     info = {"stage": config.stage, "component": component, "ema": ema_state is not None,
+            "stage1": vars(config.stage1) if component != "video_unet" else None,
             "stage2": vars(config.stage2) if component == "video_unet" else None,
+            "dynamic_rescale": config.diffusion.dynamic_rescale,
             "image_branch": projection is not None}
     others = [name for name in UNET_NAMES if unets[name] is not None and name != component]
     trained_projections = _trained_projections(folder, others)

@@ -1,11 +1,13 @@
 """Turns a dataset batch into what the denoiser is trained on, per stage.
 
-Stage 1 (trajectory): target = latents of the colour-coded mask video; concat = image latent +
-object-mask latent (TT-Gen) or first/last mask slots (PT-Gen), via
-:mod:`mask2iv_ros.pipeline.conditioning`. Stage 2 (video): target = latents of the RGB video;
-concat = latents of the (perturbed) ground-truth trajectory + image latent; loss weights from
-the contact map (eq. 1-2). With ``stage2.control: controlnet`` the trajectory latents become the
-ControlNet hint and the concat trajectory channels carry zeros (as with ``none``).
+Stage 1 (trajectory): target = latents of the colour-coded mask video; concat = object-mask
+latent (TT-Gen) or first/last mask slots (PT-Gen), then the image latent, via
+:mod:`mask2iv_ros.pipeline.conditioning` (the released order, ``mask2iv_ros.models.layout``);
+loss weights = the released foreground weight (``stage1.fg_weight``). Stage 2 (video): target =
+latents of the RGB video; concat = image latent, then the latents of the (perturbed)
+ground-truth trajectory; loss weights from the contact map (eq. 1-2, ``stage2.contact_*``). With
+``stage2.control: controlnet`` the trajectory latents become the ControlNet hint and the concat
+trajectory channels carry zeros (as with ``none``).
 
 Classifier-free guidance dropout follows the pipeline's unconditional branch: the empty prompt
 for TT-Gen and stage 2, no placement latent for PT-Gen, and, with the image cross-attention
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from mask2iv_ros.data.augment import (contact_loss_weights, contact_map, downsample_weights,
-                                      random_dilate_erode)
+                                      foreground_loss_weights, random_dilate_erode)
 from mask2iv_ros.masks import encode_mask_video
 from mask2iv_ros.models.text_encoder import TextEncoder
 from mask2iv_ros.models.vae import VideoVAE
@@ -52,6 +54,8 @@ class DiffusionInputs:
     loss_weights: Optional[torch.Tensor]  # [B, 1, T, h, w] or None (plain MSE)
     # Trajectory latents [B, 4, T, h, w] for the ControlNet branch (stage2.control=controlnet).
     control_hint: Optional[torch.Tensor] = None
+    # How loss_weights enter the loss (training.losses.LOSS_FORMS).
+    loss_form: str = "squared_error"
     # Image branch only: first frames [B, 3, H, W] in [-1, 1] whose image tokens follow the
     # text tokens, and bool [B]: rows embedding the all-zero image instead.
     images: Optional[torch.Tensor] = None
@@ -154,8 +158,8 @@ class StageInputs:
         prompts = list(batch["prompt"])
         size = len(prompts)
         drop, drop_image = self._drops(size, host_rng)
-        latents = self._encode(self._to_device(batch["mask_video"]), sample=True,
-                               generator=generator)
+        mask_video = self._to_device(batch["mask_video"])
+        latents = self._encode(mask_video, sample=True, generator=generator)
         num_frames = latents.shape[2]
         if cfg.stage == "trajectory_text":
             image_latent, mask_latent = self._encode_frames(batch["first_frame"],
@@ -170,7 +174,11 @@ class StageInputs:
             condition = pt_condition(image_latent, mask_latent, placement_latent * keep,
                                      num_frames)
             context = self._context([""] * size, np.zeros(size, dtype=bool))
-        return DiffusionInputs(latents, condition, context, self._fs(batch, size), None,
+        weights = None
+        if cfg.stage1.fg_weight != 1.0:
+            weights = foreground_loss_weights(mask_video, cfg.stage1.fg_weight,
+                                              self.vae.spatial_factor)
+        return DiffusionInputs(latents, condition, context, self._fs(batch, size), weights,
                                **self._image_inputs(batch, drop_image))
 
     def _video(self, batch, host_rng, generator) -> DiffusionInputs:
@@ -210,8 +218,15 @@ class StageInputs:
             # video's contact pixels are.
             contact = contact_map(actor_masks, object_masks, s2.contact_dilation_kernel)
             pixel_weights = contact_loss_weights(contact, s2.contact_loss_lambda)
-            weights = downsample_weights(pixel_weights, self.vae.spatial_factor, mode="max")
+            weights = downsample_weights(pixel_weights, self.vae.spatial_factor,
+                                         mode=s2.contact_downsample)
             weights = weights.unsqueeze(1).to(self.device, non_blocking=True)
-        return DiffusionInputs(latents, condition, self._context(prompts, drop),
+        # The released stage 2 sees the empty prompt (the trajectory carries the action), as the
+        # pipeline's stage 2 does at inference; only the text+image baseline (control "none",
+        # DynamiCrafter-ft) keeps the prompt, its one description of the motion.
+        context = self._context(prompts, drop) if s2.control == "none" else \
+            self._context([""] * size, np.zeros(size, dtype=bool))
+        return DiffusionInputs(latents, condition, context,
                                self._fs(batch, size), weights, control_hint,
+                               loss_form=s2.contact_loss_form,
                                **self._image_inputs(batch, drop_image))

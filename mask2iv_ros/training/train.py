@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
@@ -42,8 +43,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mask2iv_ros.pipeline.conditioning import model_input
+from mask2iv_ros.pipeline.sampling import dynamic_rescale_schedule
 
 from . import checkpoint as ckpt
+from mask2iv_ros.models import layout
 from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
 from mask2iv_ros.models.resampler import Resampler
 from mask2iv_ros.models.unet import VideoUNet
@@ -57,12 +60,27 @@ from .dataset import build_dataset, collate
 from .ema import ParameterEMA
 from .export import export_unet, sub_state
 from .image_context import ImageContextModel
-from .losses import weighted_diffusion_loss
+from .losses import rescale_x0, weighted_diffusion_loss
 from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import StageInputs
 from .time_budget import TimeBudget
 
 logger = logging.getLogger(__name__)
+
+
+def _check_checkpoint_concat_order(folder: Path) -> None:
+    """Refuse a training checkpoint written with the project's old concat order: its input conv
+    (and the optimizer moments of it) would meet the conditioning channels swapped."""
+    state_path = Path(folder) / "trainer_state.json"
+    if not state_path.is_file():
+        return  # load_checkpoint reports the incomplete folder
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    if not layout.is_release_order(state, str(state_path)):
+        raise ValueError(f"--resume: {folder} was written with the old concat order (no "
+                         f"{layout.CONCAT_ORDER_KEY!r} in trainer_state.json) and cannot be "
+                         "continued. Export it with the mask2iv_ros version that wrote it, then "
+                         "start a new run with model.init_from=<exported UNet folder> (converted "
+                         "on load, see mask2iv_ros.models.layout).")
 
 
 def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
@@ -138,6 +156,12 @@ class Trainer:
         # ``denoiser`` is what the optimizer trains (DDP-wrapped on several GPUs).
         self.denoiser, self.optimizer = acc.prepare(denoiser, optimizer)
         self.noise_scheduler = build_noise_scheduler(config.diffusion)
+        # DynamiCrafter's use_dynamic_rescale: x0 * s(t) before noising (None = off); the
+        # exported pipeline records the base scale so its sampler undoes it.
+        self.scale_arr = None if config.diffusion.dynamic_rescale is None else \
+            dynamic_rescale_schedule(config.diffusion.dynamic_rescale,
+                                     num_train_timesteps=config.diffusion.num_train_timesteps
+                                     ).to(self.device, torch.float32)
         self.ema = ParameterEMA(self.model, config.ema.decay,
                                 config.ema.warmup) if config.ema.enabled else None
         # Weights are built identically on every process (DDP also broadcasts rank 0's);
@@ -198,6 +222,7 @@ class Trainer:
         folder = ckpt.latest_checkpoint(self.checkpoint_root)
         if folder is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.checkpoint_root}")
+        _check_checkpoint_concat_order(folder)
         state, ema_state = ckpt.load_checkpoint(
             folder, self.accelerator, model=self.model,
             optimizer=self.optimizer, generators=self.generators)
@@ -223,6 +248,7 @@ class Trainer:
             "ema_num_updates": self.ema.num_updates if self.ema is not None else 0,
             "num_processes": self.accelerator.num_processes,
             "stage": self.config.stage,
+            layout.CONCAT_ORDER_KEY: layout.RELEASE_ORDER,
         }
         return ckpt.save_checkpoint(
             self.checkpoint_root, self.global_step, self.accelerator,
@@ -264,6 +290,7 @@ class Trainer:
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps,
                                   (latents.shape[0],), generator=self.generator,
                                   device=self.device)
+        latents = rescale_x0(latents, timesteps, self.scale_arr)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -271,7 +298,7 @@ class Trainer:
             target = noise
         prediction = self.denoiser(model_input(noisy, inputs.condition), timesteps,
                                    **inputs.model_kwargs())
-        return weighted_diffusion_loss(prediction, target, inputs.loss_weights)
+        return weighted_diffusion_loss(prediction, target, inputs.loss_weights, inputs.loss_form)
 
     def _batches(self):
         # Own generator: creating the iterator draws a worker base seed, which must not consume

@@ -24,7 +24,7 @@ def tiny():
 
 
 def test_setting_parse_names_and_errors():
-    assert Setting.parse("ddim:10:7.5") == Setting("DDIMScheduler", 10, 7.5)
+    assert Setting.parse("ddim:10:7.5") == Setting("SafeDDIMScheduler", 10, 7.5)
     assert Setting.parse("dpm++:4:1") == Setting("DPMSolverMultistepScheduler", 4, 1.0)
     assert Setting.parse("UniPCMultistepScheduler:6:2").label == "UniPC 6, g 2"
     for bad in ("ddim:10", "nosuch:4:1", "ddim:0:1", "ddim:four:1"):
@@ -205,14 +205,14 @@ def test_dynamic_rescale_is_ddim_only_and_restored(tiny):
     else:
         tiny.config.dynamic_rescale = 0.7
     try:
-        with sampler(tiny, Setting("DDIMScheduler", 4, 7.5), base) as notes:
+        with sampler(tiny, Setting("SafeDDIMScheduler", 4, 7.5), base) as notes:
             assert recorded_default(tiny, "dynamic_rescale") == 0.7 and notes == []
         with sampler(tiny, Setting("DPMSolverMultistepScheduler", 4, 7.5), base) as notes:
             assert recorded_default(tiny, "dynamic_rescale") is None
             assert type(tiny.scheduler).__name__ == "DPMSolverMultistepScheduler"
             assert notes == ["dynamic rescale off (DDIM only)"]
         assert recorded_default(tiny, "dynamic_rescale") == 0.7
-        assert type(tiny.scheduler).__name__ == "DDIMScheduler"
+        assert type(tiny.scheduler).__name__ == "SafeDDIMScheduler"
     finally:
         from mask2iv_ros.eval.bench_sampling import _set_dynamic_rescale
         _set_dynamic_rescale(tiny, saved)

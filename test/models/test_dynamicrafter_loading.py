@@ -17,6 +17,7 @@ from mask2iv_ros.models.dynamicrafter import (
     split_components,
 )
 from mask2iv_ros.models.resampler import Resampler, ResamplerConfig
+from mask2iv_ros.pipeline.conditioning import model_input, tt_condition, video_condition
 
 B, T, H, W = 1, 4, 8, 8
 TINY_RESAMPLER = ResamplerConfig(dim=32, depth=1, dim_head=8, heads=2, num_queries=4,
@@ -61,6 +62,28 @@ def test_extra_input_channels_start_at_zero_and_keep_dynamicrafter_output(tmp_pa
         torch.testing.assert_close(widened(torch.cat([x8, torch.zeros_like(mask_latent)], 1), 250, ctx), expected)
         # zero weights: whatever the mask latent holds, the untrained widened UNet ignores it
         torch.testing.assert_close(widened(torch.cat([x8, mask_latent], 1), 250, ctx), expected)
+
+
+def test_released_layout_puts_the_rgb_latent_on_dynamicrafters_pretrained_channels():
+    """Fine-tuning start as the release does it: input_blocks.0.0.weight[:, :8] copied, 8..11
+    zero. Stage 2's [noise, image, trajectory] then feeds DynamiCrafter's own [noise, image] to
+    its pretrained channels (the widened UNet is DynamiCrafter, whatever the trajectory); stage
+    1's [noise, mask_slot, image] puts the mask slot there instead (the interpolation key-frame
+    slot) and the RGB latent on the new channels."""
+    original, _, state = _fake_dynamicrafter_checkpoint()
+    widened = load_dynamicrafter_unet(state, UNetConfig.tiny(in_channels=12))
+    noise, image = torch.randn(B, 4, T, H, W), torch.randn(B, 4, H, W)
+    trajectory, mask = torch.randn(B, 4, T, H, W), torch.randn(B, 4, H, W)
+    ctx = torch.randn(B, 8, 32)
+    repeated = image.unsqueeze(2).expand(-1, -1, T, -1, -1)
+    with torch.no_grad():
+        dynamicrafter_i2v = original(torch.cat([noise, repeated], 1), 500, ctx)
+        stage2 = widened(model_input(noise, video_condition(trajectory, image)), 500, ctx)
+        torch.testing.assert_close(stage2, dynamicrafter_i2v)
+        stage1 = widened(model_input(noise, tt_condition(image, mask, T)), 500, ctx)
+        with_mask = original(torch.cat([noise, mask.unsqueeze(2).expand(-1, -1, T, -1, -1)], 1),
+                             500, ctx)
+        torch.testing.assert_close(stage1, with_mask)
 
 
 def test_same_width_load_is_strict_and_exact(tmp_path):

@@ -215,7 +215,12 @@ def test_converted_pipeline_generates(release):
     mask, placement = np.zeros((48, 64), bool), np.zeros((48, 64), bool)
     mask[10:20, 10:20], placement[20:30, 40:50] = True, True
     out = pipe(image, mask, placement_mask=placement, num_inference_steps=2, guidance_scale=1.0, seed=0)
-    assert out.video.shape == (fakes.FRAMES, 48, 64, 3) and out.object_masks.shape == (fakes.FRAMES, 48, 64)
+    # outputs cover the imagined region on the model grid; masks map back to the input frame
+    x, y, w, h = out.input_region
+    assert out.input_size == (48, 64) and out.video.shape[0] == fakes.FRAMES
+    assert out.video.shape[1:3] == out.object_masks.shape[1:3]
+    assert out.masks_in_input_frame().object_masks.shape == (fakes.FRAMES, 48, 64)
+    assert np.isfinite(out.video.astype(np.float32)).all()
 
 
 # ------------------------------------------------------------------- refusing and recording

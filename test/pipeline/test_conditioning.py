@@ -13,13 +13,14 @@ def _latent(value):
     return (base + value).expand(B, C, H, W).clone()
 
 
-def test_tt_condition_repeats_image_and_mask_latents():
+def test_tt_condition_repeats_mask_then_image_latents():
+    # Released Mask2IV stage 1: cat([mask_slot, image_latent]) after the noise.
     image, mask = _latent(100), _latent(200)
     cond = tt_condition(image, mask, num_frames=5)
     assert cond.shape == (B, 2 * C, 5, H, W)
     for t in range(5):
-        assert torch.equal(cond[:, :C, t], image)
-        assert torch.equal(cond[:, C:, t], mask)
+        assert torch.equal(cond[:, :C, t], mask)
+        assert torch.equal(cond[:, C:, t], image)
     assert torch.equal(tt_condition(image.unsqueeze(2), mask.unsqueeze(2), 5), cond)
 
 
@@ -27,14 +28,17 @@ def test_pt_condition_slots_first_last_zeros_between():
     image, mask, placement = _latent(100), _latent(200), _latent(300)
     cond = pt_condition(image, mask, placement, num_frames=6)
     assert cond.shape == (B, 2 * C, 6, H, W)
+    # Released PT-Gen: the slot pattern (first mask, zeros, end mask) comes first, where
+    # DynamiCrafter's interpolation key frames sat; the RGB latent follows on every frame.
     for t in range(6):
-        assert torch.equal(cond[:, :C, t], image)
-    assert torch.equal(cond[:, C:, 0], mask)
-    assert torch.equal(cond[:, C:, 5], placement)
-    assert (cond[:, C:, 1:5] == 0).all()
+        assert torch.equal(cond[:, C:, t], image)
+    assert torch.equal(cond[:, :C, 0], mask)
+    assert torch.equal(cond[:, :C, 5], placement)
+    assert (cond[:, :C, 1:5] == 0).all()
     # unconditional branch: no placement -> last slot zero, everything else unchanged
     uncond = pt_condition(image, mask, None, num_frames=6)
-    assert (uncond[:, C:, 5] == 0).all()
+    assert (uncond[:, :C, 5] == 0).all()
+    assert torch.equal(uncond[:, C:, 5], image)
     assert torch.equal(uncond[:, :, :5], cond[:, :, :5])
 
 
@@ -42,12 +46,25 @@ def test_video_condition_and_model_input_channel_order():
     trajectory = torch.randn(B, C, 4, H, W)
     image = _latent(100)
     cond = video_condition(trajectory, image)
-    assert torch.equal(cond[:, :C], trajectory)
-    assert torch.equal(cond[:, C:], image.unsqueeze(2).expand(-1, -1, 4, -1, -1))
     noise = torch.randn(B, 4, 4, H, W)
     x = model_input(noise, cond)
     assert x.shape == (B, 12, 4, H, W)
-    assert torch.equal(x[:, :4], noise) and torch.equal(x[:, 4:], cond)
+    # Released stage 2 ("maskcat"): [noise, first RGB latent repeated, trajectory latents], so
+    # the RGB latent keeps DynamiCrafter's pretrained first-frame channels 4..7.
+    assert torch.equal(x[:, :4], noise)
+    assert torch.equal(x[:, 4:8], image.unsqueeze(2).expand(-1, -1, 4, -1, -1))
+    assert torch.equal(x[:, 8:12], trajectory)
+
+
+def test_stage1_model_input_channels():
+    image, mask, placement = _latent(100), _latent(200), _latent(300)
+    noise = torch.randn(B, 4, 3, H, W)
+    x = model_input(noise, pt_condition(image, mask, placement, num_frames=3))
+    assert torch.equal(x[:, :4], noise)
+    assert torch.equal(x[:, 4:8, 0], mask) and torch.equal(x[:, 4:8, 2], placement)
+    assert torch.equal(x[:, 8:12, 1], image)
+    x = model_input(noise, tt_condition(image, mask, num_frames=3))
+    assert torch.equal(x[:, 4:8, 1], mask) and torch.equal(x[:, 8:12, 1], image)
 
 
 def test_shape_errors_name_the_argument():

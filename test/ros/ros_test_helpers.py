@@ -50,7 +50,11 @@ def box_mask(top: int = 8, left: int = 10, size: int = 10) -> np.ndarray:
 
 
 class NodeHarness:
-    """An ImagineNode plus a client node, spun by one MultiThreadedExecutor in a thread."""
+    """An ImagineNode plus a client node, spun by one MultiThreadedExecutor in a thread.
+
+    The node is configured and activated as `autostart` does, unless autostart=False is passed
+    (then the test drives the lifecycle).
+    """
 
     def __init__(self, context: Any, pipeline: Any, namespace: str, **parameters: Any):
         import rclpy
@@ -62,7 +66,11 @@ class NodeHarness:
         from mask2iv_ros.ros.node import ImagineNode
 
         self.namespace = namespace
+        self.pipeline = pipeline
         parameters.setdefault("num_inference_steps", 2)  # topic-triggered runs: keep them quick
+        # One torch thread: the tiny model gains nothing from more, and a two-thread OpenMP team
+        # on a loaded machine waits for both threads at every one of its many tiny operations.
+        parameters.setdefault("torch_threads", 1)
         overrides = [Parameter(name, value=value) for name, value in parameters.items()]
         self.node = ImagineNode(
             pipeline=pipeline, model_id="tiny-test", context=context, namespace=namespace, parameter_overrides=overrides
@@ -74,12 +82,14 @@ class NodeHarness:
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        assert self.action_client.wait_for_server(timeout_sec=scaled(10.0)), "action server not discovered"
+        if parameters.get("autostart", True):
+            assert self.node.autostart(), self.node.startup_error
+            assert self.action_client.wait_for_server(timeout_sec=scaled(10.0)), "action server not discovered"
 
     def now_stamp(self) -> Any:
         return self.client.get_clock().now().to_msg()
 
-    def goal(self, image=None, object_mask=None, prompt="push the block to the left", stamp=None, **fields) -> Any:
+    def goal(self, image=None, object_mask=None, prompt="push it left", stamp=None, **fields) -> Any:
         from std_msgs.msg import Header
 
         from mask2iv_ros.action import Imagine
@@ -110,9 +120,66 @@ class NodeHarness:
         return received
 
     def close(self) -> None:
-        self.node.shutdown()
+        if self.node.lifecycle_state != "finalized":
+            self.node.trigger_shutdown()  # while the executor still spins: goals get their results
         self.executor.shutdown()
         self.thread.join(timeout=5.0)
-        self.action_client.destroy()
+        if self.action_client is not None:
+            self.action_client.destroy()
         self.client.destroy_node()
         self.node.destroy_node()
+
+
+class GatedPipeline:
+    """Wraps the node's pipeline: records each call (kwargs, thread, torch threads) and can hold runs.
+
+    While `gate` is clear, a run waits after its first denoising step until the gate opens or
+    the run is cancelled, so tests keep the model busy exactly as long as they need, without
+    timing assumptions. `install(h)` puts it in the node (jobs bind the pipeline when made).
+    """
+
+    def __init__(self, pipeline: Any, open_gate: bool = False, error: Exception | None = None):
+        self.pipeline = pipeline
+        self.gate = threading.Event()
+        if open_gate:
+            self.gate.set()
+        self.error = error
+        self.calls: list[dict] = []
+        self.threads: list[int] = []
+        self.torch_threads: list[int] = []
+        self.holding = threading.Event()  # a run is waiting at the gate
+        self._interrupted = threading.Event()
+
+    @classmethod
+    def install(cls, h: "NodeHarness", **kwargs: Any) -> "GatedPipeline":
+        gated = cls(h.node.pipeline, **kwargs)
+        h.node.pipeline = gated
+        h.node.worker.interrupt = gated.interrupt
+        return gated
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        self.pipeline.interrupt()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        import torch
+
+        self.calls.append({k: v for k, v in kwargs.items() if k != "callback_on_step_end"})
+        self.threads.append(threading.get_ident())
+        self.torch_threads.append(torch.get_num_threads())
+        self._interrupted.clear()
+        if self.error is not None:
+            raise self.error
+        callback = kwargs.pop("callback_on_step_end")
+
+        def held_callback(pipe: Any, info: Any) -> None:
+            callback(pipe, info)  # feedback; raises when the job was cancelled
+            self.holding.set()
+            while not (self.gate.is_set() or self._interrupted.is_set()):
+                self._interrupted.wait(0.01)
+            self.holding.clear()
+
+        return self.pipeline(**kwargs, callback_on_step_end=held_callback)

@@ -46,7 +46,7 @@ class TopicInputs:
         wait_for(lambda: self.pubs["camera/image"].get_subscription_count() and self.pubs["object_mask"].get_subscription_count()
                  and prompt_pub.get_subscription_count(), what="node subscriptions")
         assert bool(self.pubs["actor_mask"].get_subscription_count()) == actor_mask_subscribed
-        prompt_pub.publish(String(data="push the block to the right"))
+        prompt_pub.publish(String(data="push right"))
         wait_for(lambda: h.node._latest_prompt, what="prompt received")
 
     def publish(self, actor_mask_msg=None):
@@ -95,7 +95,7 @@ def test_bad_actor_mask_is_reported_once_per_cause_and_node_serves_next_set(star
     wrong_size = mask_to_image_msg(np.ones((SIZE[0], SIZE[1] - 8), bool))
     colour = rgb_to_image_msg(sample_image())  # rgb8, not a single-channel mask
     for message, cause, error in [
-        (wrong_size, "actor_mask:size", "actor_mask: expected height x width 32 x 48 matching image, got 32 x 40"),
+        (wrong_size, "actor_mask:size", "actor_mask: expected a mask of height x width 32 x 48 matching image, got 32 x 40"),
         (colour, "actor_mask.encoding:conversion", "actor_mask.encoding: expected a single-channel mask encoding"),
     ]:
         for count in (1, 2):  # the same cause twice: counted twice, warned once

@@ -122,3 +122,58 @@ def test_shutdown_cancels_waiting_and_running_jobs():
     worker.shutdown()
     assert first.outcome.status == second.outcome.status == JobStatus.CANCELED
     assert not worker.submit(job("late", SteppedRun()), "queue", 4)
+
+
+def test_calls_run_on_the_model_thread_and_outputs_on_another():
+    """Load and run on one thread (one OpenMP team); output conversion does not hold the model thread."""
+    worker = InferenceWorker()
+    model_thread = worker.call(threading.get_ident)
+    assert model_thread != threading.get_ident()
+    run_threads, done_threads = [], []
+    converting, release = threading.Event(), threading.Event()
+
+    def slow_outputs(outcome):
+        done_threads.append(threading.get_ident())
+        converting.set()
+        assert release.wait(10)
+
+    def run(step_callback):
+        run_threads.append(threading.get_ident())
+        return "output"
+
+    first = InferenceJob("first", run, on_done=slow_outputs)
+    second = InferenceJob("second", run)
+    worker.submit(first, "queue", 4)
+    worker.submit(second, "queue", 4)
+    assert converting.wait(10)
+    # The second run happens while the first one's outputs are still being converted.
+    deadline = time.monotonic() + 10
+    while len(run_threads) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(run_threads) == 2 and not first.done
+    release.set()
+    assert second.wait(10)
+    assert first.wait(10) and first.outcome.status == JobStatus.SUCCEEDED
+    assert run_threads == [model_thread, model_thread] and done_threads[0] not in (model_thread, threading.get_ident())
+    try:
+        worker.call(lambda: 1 / 0)
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("call() must re-raise the function's exception")
+    worker.shutdown()
+
+
+def test_cancel_carries_its_status_and_reason():
+    worker = InferenceWorker()
+    running = SteppedRun(steps=10000, step_s=0.001)
+    first, waiting = job("run", running), job("wait", SteppedRun())
+    worker.submit(first, "queue", 4)
+    worker.submit(waiting, "queue", 4)
+    running.started.wait(5)
+    worker.cancel(waiting, JobStatus.TIMED_OUT, "timeout_s: passed")
+    worker.cancel_all(JobStatus.CANCELED, "shutting down")
+    assert first.wait(5)
+    assert (waiting.outcome.status, waiting.outcome.error) == (JobStatus.TIMED_OUT, "timeout_s: passed")
+    assert (first.outcome.status, first.outcome.error) == (JobStatus.CANCELED, "shutting down")
+    worker.shutdown()

@@ -33,3 +33,30 @@ def test_embedded_default_is_served_by_name():
     assert model_id.startswith("default_model@")
     assert set(pipeline.modes) == {"text", "position"}
     assert pipeline.resolution == (64, 64)
+
+
+def test_safetensors_header_check_finds_truncated_and_garbage_files(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from mask2iv_ros.ros.model_loading import StartupError, check_safetensors_file
+
+    path = tmp_path / "weights.safetensors"
+    save_file({"w": np.zeros((64, 64), np.float32)}, str(path))
+    check_safetensors_file(path)  # complete: no error
+    complete = path.read_bytes()
+    for broken, why in [(complete[:-100], "truncated"), (complete[:5], "shorter than the 8-byte header length"),
+                        (b"\xff" * 64, "does not fit")]:
+        path.write_bytes(broken)
+        with pytest.raises(StartupError, match=f"^model_path: '{path}' is not a complete safetensors file .*{why}"):
+            check_safetensors_file(path)
+
+
+def test_cuda_device_index_beyond_the_visible_devices_is_refused():
+    import torch
+
+    from mask2iv_ros.ros.model_loading import StartupError, check_device
+
+    check_device("cpu")
+    with pytest.raises(StartupError, match=r"^device: 'cuda:7' requested but"):
+        check_device("cuda:7") if torch.cuda.device_count() < 8 else pytest.skip("8+ GPUs")

@@ -6,8 +6,9 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) is not installed")
 
 from rclpy.duration import Duration  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from ros_test_helpers import SIZE, box_mask, sample_image, wait_for  # noqa: E402
+from ros_test_helpers import SIZE, GatedPipeline, box_mask, sample_image, wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -41,6 +42,16 @@ def bad_actor_mask(h):
     return goal
 
 
+def data_longer_than_height_times_step(h):
+    goal = h.goal()
+    goal.image.data = bytes(goal.image.data) + bytes(10)
+    return goal
+
+
+def tiny_image(h):
+    return h.goal(image=np.zeros((4, 6, 3), np.uint8), object_mask=np.eye(4, 6, dtype=bool))
+
+
 BAD_GOALS = [
     (wrong_encoding, "image.encoding:conversion", "image.encoding: expected a colour image encoding"),
     (mask_size_differs, "object_mask:size", "object_mask: expected a mask of height x width 32 x 48 matching image, got 32 x 40"),
@@ -50,30 +61,82 @@ BAD_GOALS = [
     (old_input, "image.header.stamp:too_old", "image.header.stamp: input is 60."),
     (unknown_mode, "mode:unknown", "mode: expected one of ['text', 'position']"),
     (bad_actor_mask, "actor_mask.encoding:conversion", "actor_mask.encoding: expected a single-channel mask"),
+    # issue 11 #8: trailing bytes after height x step, and a mask that is the whole image
+    (data_longer_than_height_times_step, "image.data:size", "image.data: expected height x step = 32 x 144 = 4608 bytes, got 4618"),
+    (lambda h: h.goal(object_mask=np.ones(SIZE, bool)), "object_mask:full", "object_mask: every pixel is set (the whole image)"),
+    (tiny_image, "image:too_small", "image: expected at least 8 x 8 pixels, got 6 x 4"),
+    # issue 11 #6: sampling overrides the pipeline would refuse are refused before queueing
+    (lambda h: h.goal(num_frames=100000), "num_frames:range", "num_frames: expected an int in [2, 128] (0 = the model's default), got 100000"),
+    (lambda h: h.goal(num_inference_steps=5000), "num_inference_steps:range", "num_inference_steps: expected an int in [1, 1000]"),
+    (lambda h: h.goal(guidance_scale=500.0), "guidance_scale:range", "guidance_scale: expected a number in (0, 100]"),
+    (lambda h: h.goal(timeout_s=-1.0), "timeout_s:range", "timeout_s: expected seconds >= 0 (0 = no deadline), got -1.0"),
 ]
 
 
 def test_each_bad_goal_gets_its_error_while_accepted_work_completes(start_node):
     h = start_node(max_input_age_s=5.0)
-    running_feedback = []
-    running = h.send(h.goal(num_inference_steps=12, trajectory_only=True), running_feedback)
-    wait_for(lambda: running_feedback, 10.0, "a goal running")
+    gated = GatedPipeline.install(h)  # the accepted goal holds the model until the gate opens
+    running = h.send(h.goal(num_inference_steps=3, trajectory_only=True))
+    wait_for(gated.holding.is_set, 20.0, "a goal running")
     for make_goal, cause, error_start in BAD_GOALS:
         for _ in range(2):  # the same cause twice: counted twice, warned once
             result = h.result(h.send(make_goal(h)))
             assert result.status == Imagine.Result.STATUS_INVALID_INPUT, (cause, result.error)
             assert result.error.startswith(error_start), (cause, result.error)
         assert h.node.causes.counts[cause] == 2
-    # Bad goals were answered while the model was busy; the accepted goal was not disturbed.
+    # Every bad goal was answered while the accepted one still held the model (none was queued).
+    assert gated.holding.is_set() and len(gated.calls) == 1
+    gated.gate.set()
     assert h.result(running).status == Imagine.Result.STATUS_SUCCEEDED
     assert h.result(h.send(h.goal(trajectory_only=True))).status == Imagine.Result.STATUS_SUCCEEDED
 
 
-def test_pipeline_side_rejection_is_invalid_input(start_node):
-    # num_frames beyond the pipeline's limit is checked by the pipeline itself (Mask2IVInputError).
+def test_different_pipeline_errors_are_each_warned_the_first_time(start_node):
+    # Faults the pipeline itself raises (past the node's checks) get one cause each (issue 11 #11).
     h = start_node()
-    result = h.result(h.send(h.goal(num_frames=100000, trajectory_only=True)))
-    assert result.status == Imagine.Result.STATUS_INVALID_INPUT and result.error.startswith("num_frames")
+    gated = GatedPipeline.install(h, open_gate=True)
+    errors = [ValueError("alpha: expected something else"), ValueError("beta: expected another thing"),
+              RuntimeError("device lost"), ValueError("alpha: expected something else")]
+    statuses = []
+    for error in errors:
+        gated.error = error
+        result = h.result(h.send(h.goal(trajectory_only=True)))
+        statuses.append(result.status)
+        assert str(error) in result.error
+    assert statuses == ["invalid_input", "invalid_input", "failed", "invalid_input"]
+    counts = h.node.causes.counts
+    assert counts["pipeline:alpha"] == 2 and counts["pipeline:beta"] == 1
+    assert [c for c in counts if c.startswith("failed:RuntimeError")] != []
+
+
+@pytest.mark.parametrize("policy", ["refuse", "truncate"])
+def test_prompt_longer_than_the_token_limit(start_node, policy):
+    # The tiny pipeline's byte-level text encoder reads 16 tokens: start + 14 bytes + end.
+    h = start_node(prompt_overflow=policy)
+    prompt = "push the red block to the left " * 600  # ~18,600 characters
+    result = h.result(h.send(h.goal(prompt=prompt, trajectory_only=True)))
+    tokens = len(prompt.strip()) + 2
+    if policy == "refuse":
+        assert result.status == Imagine.Result.STATUS_INVALID_INPUT
+        assert result.error == (f"prompt: {tokens} tokens, longer than the text encoder's limit of 16 "
+                                "tokens (start/end tokens included); shorten the action description")
+    else:
+        assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
+        assert result.rollout.prompt == "push the red b"  # what the model read, not the 18,600 characters
+        assert list(result.warnings) == [
+            f"prompt: {tokens} tokens, longer than the text encoder's limit of 16 tokens; "
+            "the model read only 'push the red b'"]
+    fits = h.result(h.send(h.goal(prompt="push it left", trajectory_only=True)))
+    assert fits.status == Imagine.Result.STATUS_SUCCEEDED and list(fits.warnings) == []
+    assert fits.rollout.prompt == "push it left"
+
+
+def test_max_input_pixels_refuses_larger_images_naming_the_limit(start_node):
+    h = start_node(max_input_pixels=1000)  # the 48 x 32 test image has 1536
+    result = h.result(h.send(h.goal()))
+    assert result.status == Imagine.Result.STATUS_INVALID_INPUT
+    assert result.error.startswith("image: 48 x 32 = 1536 pixels is above the node's max_input_pixels 1000")
+    assert h.node.set_parameters([Parameter("max_input_pixels", value=0)])[0].successful  # 0 = no limit
     assert h.result(h.send(h.goal(trajectory_only=True))).status == Imagine.Result.STATUS_SUCCEEDED
 
 

@@ -1,4 +1,4 @@
-"""imagine_node as a process (its console entry point) and the planner example against it."""
+"""imagine_node as a process (its console entry point): start-up faults, SIGINT, the planner example."""
 
 import os
 import signal
@@ -10,10 +10,13 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) is not installed")
 
+from ros_test_helpers import box_mask, sample_image, wait_for, wait_future  # noqa: E402
+
 from mask2iv_ros.ros_env import check_local_ros_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = [sys.executable, "-m", "mask2iv_ros.ros.node", "--ros-args"]
+TINY = ["-p", "model_path:=tiny-random", "-p", "torch_threads:=1"]
 
 
 def child_env():
@@ -22,27 +25,102 @@ def child_env():
     return env
 
 
-def test_missing_model_logs_a_clear_message_and_exits_nonzero(tmp_path):
+def run_node(*arguments, timeout=120):
+    proc = subprocess.run(NODE + list(arguments), env=child_env(), capture_output=True, text=True, timeout=timeout)
+    return proc, proc.stdout + proc.stderr
+
+
+def assert_one_fatal_line(output, *expected):
+    fatal = [line for line in output.splitlines() if "[FATAL]" in line]
+    assert len(fatal) == 1, output
+    for text in expected:
+        assert text in fatal[0], output
+    assert "Traceback" not in output, output
+
+
+def saved_tiny_model(tiny_pipeline, folder):
+    tiny_pipeline.save_pretrained(folder)
+    return folder
+
+
+def test_missing_model_logs_a_clear_message_and_exits_2(tmp_path):
     missing = tmp_path / "no_model_here"
-    proc = subprocess.run(NODE + ["-p", f"model_path:={missing}"], env=child_env(), capture_output=True,
-                          text=True, timeout=60)
-    output = proc.stdout + proc.stderr
+    proc, output = run_node("-p", f"model_path:={missing}")
     assert proc.returncode == 2, output
-    assert f"model_path: no Mask2IV checkpoint at '{missing}'" in output
-    assert "tiny-random" in output  # says how to start for tests
+    assert_one_fatal_line(output, f"model_path: no Mask2IV checkpoint at '{missing}'", "tiny-random")
 
 
-def test_bad_parameter_value_exits_nonzero():
-    proc = subprocess.run(NODE + ["-p", "model_path:=tiny-random", "-p", "busy_policy:=drop"], env=child_env(),
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "busy_policy: expected one of ['queue', 'reject']" in proc.stderr + proc.stdout
+def test_truncated_safetensors_names_the_file_and_exits_2(tmp_path, tiny_pipeline):
+    folder = saved_tiny_model(tiny_pipeline, tmp_path / "model")
+    weights = sorted((folder / "video_unet").glob("*.safetensors"))[0]
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # an interrupted copy
+    proc, output = run_node("-p", f"model_path:={folder}")
+    assert proc.returncode == 2, output
+    assert_one_fatal_line(output, f"model_path: '{weights}' is not a complete safetensors file (truncated",
+                          "copy or download the checkpoint again")
+
+
+def test_corrupt_model_index_names_the_file_and_exits_2(tmp_path, tiny_pipeline):
+    folder = saved_tiny_model(tiny_pipeline, tmp_path / "model")
+    index = folder / "model_index.json"
+    index.write_text(index.read_text().replace('"config"', "config", 1))
+    proc, output = run_node("-p", f"model_path:={folder}")
+    assert proc.returncode == 2, output
+    assert_one_fatal_line(output, f"model_path: '{index}' is not valid JSON (Expecting", "export the model again")
+
+
+def test_cuda_without_cuda_names_the_parameter_and_exits_2():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc, output = run_node(*TINY, "-p", "device:=cuda")
+    assert proc.returncode == 2, output
+    assert_one_fatal_line(output, "device: 'cuda' requested but", "use device:=cpu")
+
+
+def test_bad_parameter_value_exits_2():
+    proc, output = run_node(*TINY, "-p", "busy_policy:=drop")
+    assert proc.returncode == 2, output
+    assert_one_fatal_line(output, "busy_policy: expected one of ['queue', 'reject']")
+
+
+def test_sigint_while_a_goal_runs_answers_the_client_and_exits_cleanly(tmp_path, ros_context):
+    """Ctrl-C during a goal: the client gets a result, no RCLError traceback, exit code 0."""
+    from mask2iv_ros.ros.planner_client import ImagineClient
+
+    namespace = f"/sigint_test_{os.getpid()}"
+    log = open(tmp_path / "node.log", "w+")
+    node = subprocess.Popen(NODE + ["-r", f"__ns:={namespace}", *TINY], env=child_env(), stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        with ImagineClient(f"{namespace}/imagine", context=ros_context) as client:
+            assert client.wait_for_server(120.0), "node did not start"
+            feedback = []
+            goal = client.make_goal(sample_image(), box_mask(), prompt="push", num_inference_steps=1000)
+            handle = wait_future(client.action_client.send_goal_async(goal, feedback_callback=feedback.append),
+                                 30.0, "goal response")
+            result_future = handle.get_result_async()
+            wait_for(lambda: feedback, 60.0, "the goal running")
+            node.send_signal(signal.SIGINT)
+            result = wait_future(result_future, 30.0, "result after SIGINT").result
+            assert (result.status, result.error) == ("canceled", "imagine_node is shutting down (SIGINT)")
+        returncode = node.wait(timeout=30)
+    finally:
+        if node.poll() is None:
+            node.kill()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert returncode == 0, output
+    assert "Traceback" not in output and "RCLError" not in output and "Error raised" not in output, output
 
 
 def test_planner_example_against_a_node_process(tmp_path):
     namespace = f"/planner_test_{os.getpid()}"
     log = open(tmp_path / "node.log", "w+")
     node = subprocess.Popen(
-        NODE + ["-r", f"__ns:={namespace}", "-p", "model_path:=tiny-random", "-p", "num_inference_steps:=2"],
+        NODE + ["-r", f"__ns:={namespace}", *TINY, "-p", "num_inference_steps:=2"],
         env=child_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -1,4 +1,4 @@
-"""The planner-side client library against the node (arrays in, result out; busy -> RuntimeError)."""
+"""The planner-side client library against the node (arrays in, result out; busy -> status rejected)."""
 
 import pytest
 
@@ -24,13 +24,14 @@ def test_client_sends_arrays_and_follows_feedback(start_node, ros_context):
         assert [f.step for f in feedback] == [1, 2] and result.rollout.prompt == "push it"
 
 
-def test_client_raises_when_the_node_rejects(start_node, ros_context):
+def test_client_gets_the_reason_when_the_node_is_busy(start_node, ros_context):
     h = start_node(busy_policy="reject")
     with ImagineClient(f"{h.namespace}/imagine", context=ros_context) as client:
         assert client.wait_for_server(10.0)
         feedback = []
         running = h.send(h.goal(num_inference_steps=20, trajectory_only=True), feedback)
         wait_for(lambda: feedback, 10.0, "a goal running")
-        with pytest.raises(RuntimeError, match="rejected the goal"):
-            client.imagine(client.make_goal(sample_image(), box_mask(), prompt="push"), timeout_s=10.0)
+        result = client.imagine(client.make_goal(sample_image(), box_mask(), prompt="push"), timeout_s=10.0)
+        assert (result.status, result.error) == (Imagine.Result.STATUS_REJECTED,
+                                                 "busy: an imagination is running (busy_policy 'reject')")
         assert h.result(running).status == Imagine.Result.STATUS_SUCCEEDED

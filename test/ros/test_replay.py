@@ -30,7 +30,7 @@ def moving_box_clip(seed: int, prompt: str) -> InteractionClip:
 
 @pytest.fixture(params=["mcap", "sqlite3"])
 def input_bag(request, tmp_path):
-    clips = [moving_box_clip(0, "push the block to the right"), moving_box_clip(10, "push it to the right again")]
+    clips = [moving_box_clip(0, "push right"), moving_box_clip(10, "push it again")]
     return replay.write_input_bag(tmp_path / f"inputs_{request.param}", [replay.request_from_clip(c) for c in clips],
                                   storage=request.param)
 
@@ -61,7 +61,7 @@ def test_replay_as_fast_as_consumed_records_outputs_and_reports(input_bag, start
     assert report.outputs_received == {topic: len(msgs) for topic, msgs in recorded.items()}
     rollouts = recorded[f"{ns}/imagination/rollout"]
     assert [stamp_to_ns(r.header.stamp) for r in rollouts] == [r.stamp_ns for r in report.requests]
-    assert [r.prompt for r in rollouts] == ["push the block to the right", "push it to the right again"]
+    assert [r.prompt for r in rollouts] == ["push right", "push it again"]
     first_mask = image_msg_to_mask(rollouts[0].mask_trajectory.object_masks[0])  # rosbags message decodes too
     assert first_mask.shape == SIZE
 
@@ -78,7 +78,7 @@ def test_replay_as_fast_as_consumed_records_outputs_and_reports(input_bag, start
 
 
 def test_replay_cli_at_recorded_rate(tmp_path, start_node, ros_context):
-    clips = [moving_box_clip(0, "push the block to the right")] * 2
+    clips = [moving_box_clip(0, "push right")] * 2
     bag = replay.write_input_bag(tmp_path / "inputs", [replay.request_from_clip(c) for c in clips], period_s=0.5)
     h = start_node(use_sim_time=True, image_topic="cam/rgb")  # the bag says /camera/image: remapped
     exit_code = replay.main([str(bag), "--rate", "2", "--namespace", h.namespace, "--request-timeout", "30",
@@ -107,4 +107,4 @@ def test_first_request_messages_gives_rclpy_messages(input_bag):
     image, object_mask, prompt = replay.first_request_messages(input_bag)
     assert type(image).__module__.startswith("sensor_msgs.msg") and image.encoding == "rgb8"
     assert (image.height, image.width) == SIZE and object_mask.encoding == "mono8"
-    assert image.header.stamp == object_mask.header.stamp and prompt == "push the block to the right"
+    assert image.header.stamp == object_mask.header.stamp and prompt == "push right"

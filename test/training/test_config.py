@@ -36,6 +36,22 @@ def test_paper_stage2_matches_paper():
     assert config.component == "video_unet"
 
 
+@pytest.mark.parametrize("name", ["paper_stage1_text", "paper_stage1_position", "paper_stage2"])
+def test_paper_configs_match_the_released_training(name):
+    """jes-bro/Mask2IV configs: fg_weight 5 (stage 1), the contact weight on the squared error
+    with nearest downsampling (stage 2), use_dynamic_rescale with base_scale 0.7, uncond_prob
+    0.00, freeze_temporal in both stages."""
+    config = load_config(REPO / "training" / f"{name}.yaml")
+    assert config.diffusion.dynamic_rescale == 0.7
+    assert config.diffusion.condition_dropout_prob == 0.0
+    assert config.model.freeze_temporal_attention is True
+    if config.is_trajectory_stage:
+        assert config.stage1.fg_weight == 5.0
+    else:
+        assert config.stage2.contact_loss_form == "squared_error"
+        assert config.stage2.contact_downsample == "nearest"
+
+
 def test_overrides_are_typed_and_nested(tmp_path):
     path = _write(tmp_path, {"stage": "video", "optim": {"lr": 1e-4}})
     config = load_config(path, ["optim.lr=3e-5", "stage2.control=none", "ema.enabled=true",
@@ -56,6 +72,10 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ({"optim": {"lrr": 1e-4}}, [], "optim.lrr: unknown config key"),
     ({"stage": "stage3"}, [], "stage: expected one of"),
     ({}, ["stage2.contact_loss_lambda=0.5"], "stage2.contact_loss_lambda"),
+    ({}, ["stage2.contact_loss_form=eq3"], "stage2.contact_loss_form: expected one of"),
+    ({}, ["stage2.contact_downsample=min"], "stage2.contact_downsample: expected one of"),
+    ({}, ["stage1.fg_weight=0.5"], "stage1.fg_weight: expected a float >= 1.0"),
+    ({}, ["diffusion.dynamic_rescale=1.5"], "diffusion.dynamic_rescale: expected a base scale"),
     ({}, ["data.height=321"], "data.height: expected a multiple of 8"),
     ({}, ["optim.batch_size=two"], "optim.batch_size: expected an integer"),
     ({}, ["ema.enabled=maybe"], "ema.enabled: expected true or false"),

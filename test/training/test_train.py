@@ -48,6 +48,66 @@ def test_stage1_trains_everything_but_temporal_attention(tiny_config, name, accu
     assert trainer.position == expected
 
 
+def test_stage1_foreground_weights_from_the_target_mask_video(tiny_config):
+    trainer = Trainer(tiny_config("tiny_stage1_text"), show_progress=False)
+    batch = next(trainer._batches())
+    inputs = trainer.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
+    assert trainer.config.stage1.fg_weight == 5.0
+    assert inputs.loss_form == "squared_error"
+    assert inputs.loss_weights.shape == (2, 1, *inputs.latents.shape[2:])
+    # released: (actor or object) of the target mask video, nearest 1/8 -> 5, background 1
+    foreground = (torch.as_tensor(batch["mask_video"]) > 0).any(1)[:, None, :, ::8, ::8]
+    assert foreground.any() and not foreground.all()
+    assert torch.equal(inputs.loss_weights, foreground.float() * 4 + 1)
+    off = Trainer(tiny_config("tiny_stage1_text", "stage1.fg_weight=1.0", output="off"),
+                  show_progress=False)
+    assert off.stage_inputs(batch, np.random.default_rng(0), torch.Generator()).loss_weights is None
+
+
+def test_dynamic_rescale_noises_x0_times_s_t(tiny_config):
+    """diffusion.dynamic_rescale: the UNet sees add_noise(x0 * s(t), noise, t) and the v target
+    is formed from x0 * s(t) (DynamiCrafter's LatentDiffusion.forward)."""
+    import copy
+
+    from mask2iv_ros.pipeline.sampling import dynamic_rescale_schedule
+    from mask2iv_ros.training import train as train_module
+
+    trainer = Trainer(tiny_config("tiny_stage1_position", "stage1.fg_weight=1.0"),
+                      show_progress=False)
+    assert trainer.config.diffusion.dynamic_rescale == 0.7
+    batch = next(trainer._batches())
+    seen = {}
+
+    def record_input(module, args):
+        seen["x"] = args[0].detach().clone()
+
+    trainer.denoiser.register_forward_pre_hook(record_input)
+    captured = {}
+    real_loss = train_module.weighted_diffusion_loss
+
+    def capturing_loss(prediction, target, *rest):
+        captured["target"] = target
+        return real_loss(prediction, target, *rest)
+
+    train_module.weighted_diffusion_loss = capturing_loss
+    host, state = copy.deepcopy(trainer.host_rng), trainer.generator.get_state()
+    try:
+        trainer._loss(batch)
+    finally:
+        train_module.weighted_diffusion_loss = real_loss
+    # replay the same draws: stage inputs, noise, timesteps
+    generator = torch.Generator().set_state(state)
+    inputs = trainer.stage_inputs(batch, host, generator)
+    noise = torch.randn(inputs.latents.shape, generator=generator)
+    t = torch.randint(0, 1000, (inputs.latents.shape[0],), generator=generator)
+    s = dynamic_rescale_schedule(0.7).float()[t].view(-1, 1, 1, 1, 1)
+    x0 = inputs.latents * s
+    scheduler = trainer.noise_scheduler
+    torch.testing.assert_close(seen["x"][:, :4], scheduler.add_noise(x0, noise, t))
+    torch.testing.assert_close(captured["target"], scheduler.get_velocity(x0, noise, t))
+    assert not torch.allclose(seen["x"][:, :4], scheduler.add_noise(inputs.latents, noise, t))
+
+
 def test_stage2_trains_with_contact_weights(tiny_config):
     trainer = Trainer(tiny_config("tiny_stage2"), show_progress=False)
     assert not trainer.frozen_names  # stage 2 trains temporal attention too (config)
@@ -71,7 +131,7 @@ def test_stage2_ablation_switches(tiny_config):
     batch = next(trainer._batches())
     inputs = trainer.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
     assert inputs.loss_weights is None
-    assert torch.count_nonzero(inputs.condition[:, :4]) == 0  # no trajectory latents
+    assert torch.count_nonzero(inputs.condition[:, 4:]) == 0  # no trajectory latents
     actor_only = Trainer(tiny_config("tiny_stage2", "stage2.trajectory_content=actor_only",
                                      "stage2.random_dilate_erode=false", output="actor_only"),
                          show_progress=False)
@@ -80,7 +140,8 @@ def test_stage2_ablation_switches(tiny_config):
     a = actor_only.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
     f = full.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
     assert torch.equal(a.latents, f.latents)
-    assert not torch.allclose(a.condition[:, :4], f.condition[:, :4])  # object colour missing
+    assert not torch.allclose(a.condition[:, 4:], f.condition[:, 4:])  # object colour missing
+    assert torch.equal(a.condition[:, :4], f.condition[:, :4])  # same image latent
 
 
 def test_resume_after_kill_is_exact(tiny_config):
@@ -147,3 +208,15 @@ def test_init_from_an_exported_unet_folder_continues_training(tiny_config, tmp_p
     bad = tiny_config("tiny_stage1_text", f"model.init_from={tmp_path}")  # no model.safetensors
     with pytest.raises(FileNotFoundError, match="model.init_from"):
         Trainer(bad, show_progress=False)
+
+
+def test_resume_refuses_checkpoints_from_before_the_released_order(tmp_path):
+    from mask2iv_ros.training.train import _check_checkpoint_concat_order
+
+    folder = tmp_path / "step_00000002"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text('{"global_step": 2, "concat_order": "release"}')
+    _check_checkpoint_concat_order(folder)  # written by this version: fine
+    (folder / "trainer_state.json").write_text('{"global_step": 2}')
+    with pytest.raises(ValueError, match="--resume: .* old concat order"):
+        _check_checkpoint_concat_order(folder)

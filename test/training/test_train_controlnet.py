@@ -32,10 +32,11 @@ def test_trajectory_goes_to_the_hint_not_the_concat_channels(tiny_config):
     batch = next(controlled._batches())
     c = controlled.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
     k = concat.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
-    assert torch.count_nonzero(c.condition[:, :4]) == 0
-    assert torch.equal(c.condition[:, 4:], k.condition[:, 4:])           # image latent
+    # released stage-2 order: concat = [image latent, trajectory latents]
+    assert torch.count_nonzero(c.condition[:, 4:]) == 0
+    assert torch.equal(c.condition[:, :4], k.condition[:, :4])           # image latent
     assert c.control_hint is not None and k.control_hint is None
-    assert torch.equal(c.control_hint, k.condition[:, :4])               # actor-only trajectory
+    assert torch.equal(c.control_hint, k.condition[:, 4:])               # actor-only trajectory
     # The optimizer trains UNet and branch together; the branch starts as the UNet's encoder.
     assert isinstance(controlled.model, ControlledVideoUNet)
     optimized = {id(p) for g in controlled.optimizer.param_groups for p in g["params"]}
