@@ -220,7 +220,8 @@ def test_export_records_condition_dropout_and_matching_guidance(tmp_path):
     first = export("tiny_stage1_text", "trajectory_unet_text", 0.1)
     assert first.condition_dropout == 0.1 and first.sampling.guidance_scale == 7.5
     assert (first.sampling.eta, first.sampling.num_inference_steps) == (1.0, 50)
-    assert first.sampling.dynamic_rescale is None and first.sampling.scheduler == "SafeDDIMScheduler"
+    # the tiny configs train with DynamiCrafter's x0 * s(t); the sampler must undo the same scale
+    assert first.sampling.dynamic_rescale == 0.7 and first.sampling.scheduler == "SafeDDIMScheduler"
     # a component trained without dropout joins: guidance is off for the folder
     second = export("tiny_stage1_position", "trajectory_unet_position", 0.0)
     assert second.condition_dropout == 0.0 and second.sampling.guidance_scale == 1.0
