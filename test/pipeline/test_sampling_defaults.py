@@ -196,9 +196,11 @@ def test_embedded_default_records_how_it_was_trained():
                 for path in (EMBEDDED / "training").glob("*_config.yaml")}
     assert dropouts == {config.condition_dropout} == {0.1}   # guidance > 1 is legitimate
     card = json.loads((EMBEDDED / "model_card.json").read_text())
+    # the sampling sweep's choice (docs/results/sampling): DDIM 2 steps, no guidance, eta 0
     assert config.sampling == SamplingDefaults(
-        num_inference_steps=card["demo_num_inference_steps"], guidance_scale=7.5, eta=0.0,
+        num_inference_steps=card["demo_num_inference_steps"], guidance_scale=1.0, eta=0.0,
         guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler")
+    assert config.sampling.num_inference_steps == 2
     scheduler_config = json.loads((EMBEDDED / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler_config["_class_name"] == index["components"]["scheduler"] == "SafeDDIMScheduler"
 
