@@ -28,7 +28,14 @@ PANEL_SIZE = 192  # pixels per panel side in the previews: the model works at 64
 
 
 def default_steps(model: Path) -> int:
-    """Denoising steps the model card recommends for the demo (model_card.json), else 25."""
+    """Denoising steps the checkpoint records (model_index.json config.sampling), else the model
+    card's demo steps (model_card.json), else 25."""
+    index = Path(model) / "model_index.json"
+    if index.is_file():
+        steps = (json.loads(index.read_text()).get("config", {}).get("sampling") or {}) \
+            .get("num_inference_steps")
+        if steps:
+            return int(steps)
     card = Path(model) / "model_card.json"
     if card.is_file():
         return int(json.loads(card.read_text()).get("demo_num_inference_steps", DEFAULT_DEMO_STEPS))

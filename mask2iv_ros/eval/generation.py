@@ -189,7 +189,7 @@ def generate_video(pipe: Mask2IVPipeline, image: np.ndarray, trajectory: Traject
     # contrasts with the zero image where the UNet has image cross-attention. The text+image
     # baseline (control "none", DynamiCrafter-ft) is trained and sampled with the prompt.
     frame = _to_tensor(image[None], device)[:, :, 0]
-    stage2_prompt = prompt if control.control == "none" else None
+    stage2_prompt = (prompt or None) if control.control == "none" else None
     context, uncond_context = pipe.guidance_contexts(stage2_prompt, frame)(pipe.video_unet)
     latents = denoise(unet, pipe.scheduler, condition, context, uncond_context=uncond_context,
                       fs=pipe.config.fs, generator=generator, stage="video",

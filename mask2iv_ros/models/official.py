@@ -236,7 +236,11 @@ class CheckpointUNet(VideoUNet):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+        # the release's checkpoints already use the released concat order (models/layout.py)
+        from .layout import mark_release_order
+
+        config = mark_release_order(self.config.to_dict())
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2))
         tensors = {}
         for name in tqdm(list(self.state_dict()), desc=f"UNet -> {folder.name}", unit="tensor",
                          leave=False, mininterval=1.0):

@@ -1,3 +1,4 @@
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -61,7 +62,10 @@ def test_controlnet_variant(synthetic_root, tiny_pipe):
     control = VideoControl("controlnet", "actor_only")
     controlnet = VideoControlNet.from_unet(tiny_pipe.video_unet).eval()
     # Zero-initialised branch: exactly the uncontrolled model.
-    assert np.array_equal(_run(tiny_pipe, clip, gt, control, controlnet), _run(tiny_pipe, clip, gt, VideoControl("none")))
+    # (the text+image baseline "none" sees the prompt; with the empty prompt it is the same model)
+    unprompted = dataclasses.replace(clip, prompt="")
+    assert np.array_equal(_run(tiny_pipe, clip, gt, control, controlnet),
+                          _run(tiny_pipe, unprompted, gt, VideoControl("none")))
     generator = torch.Generator().manual_seed(1)
     for conv in [*controlnet.zero_convs, controlnet.middle_block_out, controlnet.input_hint_block[-1]]:
         conv.weight.data = torch.randn(conv.weight.shape, generator=generator) * 0.2

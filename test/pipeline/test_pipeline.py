@@ -191,9 +191,11 @@ def test_position_mode_guides_on_the_placement_slot(tiny_pipe, inputs):
         _call(tiny_pipe, inputs, "position", num_inference_steps=2)
     x = spy_t.calls[0]["x"]
     assert x.shape[0] == 2
-    assert torch.equal(x[0, :8], x[1, :8]) and torch.equal(x[0, 8:, :-1], x[1, 8:, :-1])
-    assert (x[1, 8:, -1] == 0).all() and (x[0, 8:, -1] != 0).any()   # placement dropped
-    assert (x[0, 8:, 1:-1] == 0).all()                                # zeros between
+    # released stage-1 layout [noise 0..3, mask slots 4..7, image 8..11]
+    assert torch.equal(x[0, :4], x[1, :4]) and torch.equal(x[0, 8:], x[1, 8:])
+    assert torch.equal(x[0, 4:8, :-1], x[1, 4:8, :-1])
+    assert (x[1, 4:8, -1] == 0).all() and (x[0, 4:8, -1] != 0).any()   # placement dropped
+    assert (x[0, 4:8, 1:-1] == 0).all()                               # zeros between
     # stage 2 without a prompt: both branches would be identical, so no guidance batch
     assert spy_v.calls[0]["x"].shape[0] == 1
 

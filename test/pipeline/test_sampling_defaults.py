@@ -196,9 +196,11 @@ def test_embedded_default_records_how_it_was_trained():
                 for path in (EMBEDDED / "training").glob("*_config.yaml")}
     assert dropouts == {config.condition_dropout} == {0.1}   # guidance > 1 is legitimate
     card = json.loads((EMBEDDED / "model_card.json").read_text())
+    # the sampling sweep's choice (docs/results/sampling): DDIM 2 steps, no guidance, eta 0
     assert config.sampling == SamplingDefaults(
-        num_inference_steps=card["demo_num_inference_steps"], guidance_scale=7.5, eta=0.0,
+        num_inference_steps=card["demo_num_inference_steps"], guidance_scale=1.0, eta=0.0,
         guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler")
+    assert config.sampling.num_inference_steps == 2
     scheduler_config = json.loads((EMBEDDED / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler_config["_class_name"] == index["components"]["scheduler"] == "SafeDDIMScheduler"
 
@@ -220,7 +222,8 @@ def test_export_records_condition_dropout_and_matching_guidance(tmp_path):
     first = export("tiny_stage1_text", "trajectory_unet_text", 0.1)
     assert first.condition_dropout == 0.1 and first.sampling.guidance_scale == 7.5
     assert (first.sampling.eta, first.sampling.num_inference_steps) == (1.0, 50)
-    assert first.sampling.dynamic_rescale is None and first.sampling.scheduler == "SafeDDIMScheduler"
+    # the tiny configs train with DynamiCrafter's x0 * s(t); the sampler must undo the same scale
+    assert first.sampling.dynamic_rescale == 0.7 and first.sampling.scheduler == "SafeDDIMScheduler"
     # a component trained without dropout joins: guidance is off for the folder
     second = export("tiny_stage1_position", "trajectory_unet_position", 0.0)
     assert second.condition_dropout == 0.0 and second.sampling.guidance_scale == 1.0
