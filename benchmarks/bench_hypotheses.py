@@ -96,7 +96,11 @@ def main(argv=None) -> int:
                         help="the tests' tiny random pipeline instead of the embedded default")
     parser.add_argument("--device", nargs="+", default=None,
                         help="devices (default: cpu, and cuda where present)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared machine more threads than "
+                             "free cores make OpenMP spin, and every timing 10x noisier)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     if args.tiny:
         name, build = "tiny random (tests)", lambda: build_tiny_pipeline()
