@@ -398,6 +398,21 @@ def first_request_messages(path: Path | str) -> tuple[Any, Any, str]:
     )
 
 
+def first_request_depth(path: Path | str) -> tuple[Optional[Any], Optional[Any]]:
+    """(depth Image, CameraInfo) rclpy messages of the bag's first request, or (None, None).
+
+    Go with `first_request_messages` into an Imagine goal's `depth` / `camera_info` fields.
+    """
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, Image
+
+    _, _, by_topic = _first_request(path)
+    if DEPTH_TOPIC not in by_topic or CAMERA_INFO_TOPIC not in by_topic:
+        return None, None
+    return (deserialize_message(by_topic[DEPTH_TOPIC].raw, Image),
+            deserialize_message(by_topic[CAMERA_INFO_TOPIC].raw, CameraInfo))
+
+
 def first_request_actor_mask(path: Path | str) -> Optional[Any]:
     """The /actor_mask message (rclpy Image) of the bag's first request, or None if it has none.
 
