@@ -50,8 +50,8 @@ from tqdm.auto import tqdm
 
 from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.pipeline import Mask2IVPipeline
-from mask2iv_ros.pipeline.conditioning import model_input
-from mask2iv_ros.pipeline.context import image_tokens
+from mask2iv_ros.pipeline.conditioning import model_input, pt_condition
+from mask2iv_ros.pipeline.context import image_tokens, text_tokens
 
 from . import checkpoint as ckpt
 from . import lcd
@@ -92,6 +92,15 @@ def teacher_diffusion(scheduler: Any) -> DiffusionConfig:
                            beta_end=cfg.beta_end, beta_schedule=cfg.beta_schedule,
                            prediction_type=cfg.prediction_type,
                            rescale_betas_zero_snr=bool(cfg.get("rescale_betas_zero_snr", False)))
+
+
+def placement_slot(latents: torch.Tensor) -> torch.Tensor:
+    """1 where PT-Gen's concat conditioning holds the placement latent, else 0 (``[1, 2C, T, h,
+    w]`` for target latents ``[B, C, T, h, w]``), from :func:`pt_condition` itself, so it follows
+    the conditioning layout."""
+    _, channels, frames, height, width = latents.shape
+    zeros = latents.new_zeros(1, channels, 1, height, width)
+    return pt_condition(zeros, zeros, torch.ones_like(zeros), frames)
 
 
 class LCDModules(nn.Module):
@@ -141,20 +150,18 @@ class Distiller:
             self.image_projection = freeze(teacher_pipe.image_projection).to(self.device,
                                                                              torch.float32)
         diffusion = teacher_diffusion(teacher_pipe.scheduler)
-        # Conditional inputs keep every condition; unconditional ones drop them all (the
-        # pipeline's unconditional branch). Stage 2 on the empty prompt drops the prompt in both.
-        video_empty = config.stage == "video" and config.lcd.video_prompt == "empty"
+        # The stage inputs keep every condition, except stage 2's prompt when it samples on the
+        # empty prompt (lcd.video_prompt); the unconditional inputs are derived from them.
+        self.video_empty = config.stage == "video" and config.lcd.video_prompt == "empty"
         self.train_config = config.train_config(diffusion, image_branch,
-                                                1.0 if video_empty else 0.0)
+                                                1.0 if self.video_empty else 0.0)
         # as in training: frozen encoders under bf16 autocast in bf16 runs only (fp16 VAEs overflow)
-        encoder_autocast = torch.bfloat16 if acc.mixed_precision == "bf16" else None
-        self.cond_inputs = StageInputs(self.train_config, self.vae, self.text_encoder, self.device,
-                                       autocast_dtype=encoder_autocast)
-        self.uncond_inputs = StageInputs(config.train_config(diffusion, image_branch, 1.0),
-                                         self.vae, self.text_encoder, self.device,
-                                         autocast_dtype=encoder_autocast)
+        self.inputs = StageInputs(self.train_config, self.vae, self.text_encoder, self.device,
+                                  autocast_dtype=torch.bfloat16 if acc.mixed_precision == "bf16"
+                                  else None)
+        self._empty_tokens: Optional[torch.Tensor] = None
         # Guidance needs an unconditional branch that differs from the conditional one.
-        self.guided = self.guidance_scale != 1.0 and (not video_empty or image_branch)
+        self.guided = self.guidance_scale != 1.0 and (not self.video_empty or image_branch)
 
         teacher_unet: VideoUNet = getattr(teacher_pipe, config.component)
         teacher_dtype = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float32
@@ -300,21 +307,36 @@ class Distiller:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=self.autocast_dtype is not None)
 
+    def empty_prompt_tokens(self, batch: int) -> torch.Tensor:
+        """The empty prompt's text tokens ``[batch, L, D]`` (computed once)."""
+        if self._empty_tokens is None:
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                 enabled=self.inputs.autocast_dtype is not None):
+                self._empty_tokens = text_tokens(self.text_encoder, [""]).float()
+        return self._empty_tokens.expand(batch, -1, -1)
+
+    def unconditional(self, cond: DiffusionInputs) -> DiffusionInputs:
+        """What the pipeline's unconditional branch sees for these inputs
+        (:mod:`mask2iv_ros.pipeline.conditioning`): PT-Gen without the placement latent, TT-Gen
+        and stage 2 on the empty prompt; with the image branch, the all-zero image too."""
+        changes: dict[str, Any] = {}
+        if self.config.stage == "trajectory_position":
+            changes["condition"] = cond.condition * (1.0 - placement_slot(cond.latents))
+        elif not self.video_empty:
+            changes["context"] = self.empty_prompt_tokens(cond.latents.shape[0]).to(
+                cond.context.dtype)
+        if cond.images is not None:
+            changes["drop_image"] = torch.ones_like(cond.drop_image)
+        return dataclasses.replace(cond, **changes)
+
     def stage_inputs(self, batch: dict) -> tuple[DiffusionInputs, Optional[DiffusionInputs]]:
-        """Conditional and (when guided) unconditional inputs of one batch, built from the same
-        latent / perturbation draws."""
-        host_before = copy.deepcopy(self.host_rng)
-        noise_before = self.generator.get_state()
-        cond = self.cond_inputs(batch, self.host_rng, self.generator)
+        """Conditional and (when guided) unconditional inputs of one batch, with their full
+        cross-attention context."""
+        cond = self.inputs(batch, self.host_rng, self.generator)
+        uncond = self.unconditional(cond) if self.guided else None
         cond = dataclasses.replace(cond, context=self._context(cond))
-        if not self.guided:
+        if uncond is None:
             return cond, None
-        noise_after = self.generator.get_state()
-        self.generator.set_state(noise_before)
-        uncond = self.uncond_inputs(batch, host_before, self.generator)
-        self.generator.set_state(noise_after)
-        if uncond.images is not None:  # the pipeline's unconditional branch drops the image too
-            uncond = dataclasses.replace(uncond, drop_image=torch.ones_like(uncond.drop_image))
         return cond, dataclasses.replace(uncond, context=self._context(uncond))
 
     @torch.no_grad()
