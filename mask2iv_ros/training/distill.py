@@ -169,7 +169,8 @@ class Distiller:
         student = copy.deepcopy(teacher_unet).train().requires_grad_(True)
         if config.gradient_checkpointing:
             student.set_gradient_checkpointing(True)
-        target = copy.deepcopy(teacher_unet).train().requires_grad_(False)
+        # the target network runs without dropout (the temporal convs' 0.1): a deterministic target
+        target = copy.deepcopy(teacher_unet).eval().requires_grad_(False)
         self.teacher_folder = Path(config.teacher)
         del teacher_pipe, teacher_unet
 
