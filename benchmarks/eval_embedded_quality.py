@@ -49,8 +49,11 @@ def vae_errors(folder: str, clips) -> tuple[float, float]:
     return float(np.mean(rgb)), float(np.mean(masks))
 
 
-def pipeline_scores(folder: str, clips, steps: int) -> dict[str, float]:
+def pipeline_scores(folder: str, clips, steps: int,
+                    guidance_scale: float | None = None) -> dict[str, float]:
+    """``guidance_scale`` None: the pipeline's default."""
     pipe = Mask2IVPipeline.from_pretrained(folder)
+    guidance = {} if guidance_scale is None else {"guidance_scale": guidance_scale}
     scores: dict[str, list[float]] = {}
     for mode in ("position", "text"):
         for clip in clips:
@@ -60,7 +63,7 @@ def pipeline_scores(folder: str, clips, steps: int) -> dict[str, float]:
                          else {"prompt": clip.prompt})
             out = pipe(clip.frames[0], clip.object_masks[0], actor_mask=clip.actor_masks[0],
                        num_inference_steps=steps, seed=0, trajectory_only=mode == "text",
-                       **condition)
+                       **condition, **guidance)
             tag = "PT" if mode == "position" else "TT"
             scores.setdefault(f"{tag} actor IoU", []).append(
                 per_frame_iou(out.actor_masks, actor)[1:].mean())
@@ -70,6 +73,7 @@ def pipeline_scores(folder: str, clips, steps: int) -> dict[str, float]:
                 placement_metrics(out.object_masks, obj[-1])["placement_iou"])
             if out.video is not None:  # frame 0 is the given image
                 scores.setdefault("PT video PSNR (dB)", []).append(psnr(out.video[1:], frames[1:]))
+                scores.setdefault("s per PT imagination", []).append(sum(out.timings.values()))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 

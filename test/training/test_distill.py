@@ -421,3 +421,16 @@ def test_exports_of_other_stages_join_the_folder(distill_config, tmp_path):
                                  "lcd.num_ddim_timesteps=20", output="text"),
                   show_progress=False).train()
     assert list(itertools.islice(folder.glob("trajectory_unet_text/distillation.json"), 1)) == []
+
+
+def test_shipped_configs_load_and_share_one_grid():
+    configs = {name: load_distill_config(REPO / "training" / f"{name}.yaml")
+               for name in ("tiny_distill", "embedded_distill", "paper_distill_stage1",
+                            "paper_distill_stage2")}
+    stage1, stage2 = configs["paper_distill_stage1"], configs["paper_distill_stage2"]
+    assert (stage1.stage, stage2.stage) == ("trajectory_position", "video")
+    # both stages export into one LCM folder, which has one scheduler (one grid)
+    assert stage1.resolved_export_dir == stage2.resolved_export_dir
+    assert stage1.lcd.num_ddim_timesteps == stage2.lcd.num_ddim_timesteps == 50
+    assert stage1.gradient_checkpointing and stage1.lcd.export_steps == 4
+    assert configs["embedded_distill"].teacher == "mask2iv_ros/assets/default_model"
