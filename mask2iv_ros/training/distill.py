@@ -244,7 +244,8 @@ class Distiller:
                 raise ValueError(f"--resume: ema.enabled but {folder} has no ema.safetensors")
             self.ema.load_state_dict(ema_state, state["ema_num_updates"])
         if int(state.get("max_steps", self.config.max_steps)) != self.config.max_steps:
-            self.set_max_steps(int(state["max_steps"]))
+            # the fitted length of a time-budgeted run (train() records it in config.yaml)
+            self.set_max_steps(int(state["max_steps"]), write_config=False)
         logger.info("resumed from %s (step %d)", folder, self.global_step)
 
     def save_checkpoint(self) -> Path:
@@ -482,7 +483,7 @@ class Distiller:
         return float(self.accelerator.reduce(torch.tensor(value, device=self.device),
                                              reduction="mean").item())
 
-    def set_max_steps(self, max_steps: int) -> None:
+    def set_max_steps(self, max_steps: int, write_config: bool = True) -> None:
         """Shorten the run (time budget): the LR schedule is rebuilt for the new length and
         brought to the current step; checkpoints record the new value for --resume."""
         cfg = self.config
@@ -495,7 +496,7 @@ class Distiller:
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(self.global_step):
                 self.lr_scheduler.step()
-        if self.accelerator.is_main_process:
+        if write_config and self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
 
