@@ -12,12 +12,12 @@ time budget, the loss CSV and its curve.
 
 One process on CPU::
 
-    mask2iv-distill --config training/tiny_distill.yaml
+    mask2iv-distill --config training/distill/tiny_distill.yaml
 
 Several GPUs::
 
     accelerate launch --multi_gpu --num_processes 2 -m mask2iv_ros.training.distill \\
-        --config training/paper_distill_stage1.yaml
+        --config training/distill/paper_distill_stage1.yaml
 
 Then ``Mask2IVPipeline.from_pretrained(<export_dir>)`` samples in ``lcd.export_steps`` steps
 without guidance (the recorded defaults).

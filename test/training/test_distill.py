@@ -97,7 +97,7 @@ def distill_config(tmp_path, tiny_data_root, teacher_folder):
     """``distill_config(*overrides, output=...)``: the tiny config on the tiny teacher."""
 
     def make(*overrides: str, output: str = "run"):
-        return load_distill_config(REPO / "training" / "tiny_distill.yaml", [
+        return load_distill_config(REPO / "training" / "distill" / "tiny_distill.yaml", [
             f"teacher={teacher_folder}", f"output_dir={tmp_path / output}",
             f"export_dir={tmp_path / 'lcm'}", f"data.root={tiny_data_root}",
             "data.synthetic_episodes=6", "max_steps=2", "checkpoint_every=100", "plot_every=100",
@@ -423,7 +423,7 @@ def test_exports_of_other_stages_join_the_folder(distill_config, tmp_path):
 
 
 def test_shipped_configs_load_and_share_one_grid():
-    configs = {name: load_distill_config(REPO / "training" / f"{name}.yaml")
+    configs = {name: load_distill_config(REPO / "training" / "distill" / f"{name}.yaml")
                for name in ("tiny_distill", "embedded_distill", "paper_distill_stage1",
                             "paper_distill_stage2")}
     stage1, stage2 = configs["paper_distill_stage1"], configs["paper_distill_stage2"]
