@@ -35,6 +35,7 @@ setup(
             "mask2iv-compare = mask2iv_ros.eval.compare:main",
             "mask2iv-train = mask2iv_ros.training.train:main",
             "mask2iv-train-vae = mask2iv_ros.training.train_vae:main",
+            "mask2iv-distill = mask2iv_ros.training.distill:main",
             "mask2iv-eval = mask2iv_ros.eval.evaluate:main",
             "mask2iv-tables = mask2iv_ros.eval.tables:main",
             "mask2iv-make-synthetic = mask2iv_ros.data.cli:make_synthetic_main",

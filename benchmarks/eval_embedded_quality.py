@@ -49,16 +49,22 @@ def vae_errors(folder: str, clips) -> tuple[float, float]:
     return float(np.mean(rgb)), float(np.mean(masks))
 
 
-def pipeline_scores(folder: str, count: int, steps: int) -> dict[str, float]:
+def pipeline_scores(folder: str, count: int, steps: int,
+                    guidance_scale: float | None = None) -> dict[str, float]:
+    """``guidance_scale`` None: the checkpoint's recorded default."""
     pipe = Mask2IVPipeline.from_pretrained(folder)
+    guidance = {} if guidance_scale is None else {"guidance_scale": guidance_scale}
     cases = synthetic_cases(count, DEMO_SEED, (64, 64), num_frames=8, fps=2.0, stride=STRIDE)
     rows = []
     for mode in ("position", "text"):
         for case in cases:  # TT-Gen: the trajectory only
-            out, _ = run_case(pipe, case, mode, trajectory_only=mode == "text",
-                              num_inference_steps=steps)
-            rows.append({f"{MODE_TAGS[mode]} {name}": value
-                         for name, value in case_scores(out, case).items()})
+            out, seconds = run_case(pipe, case, mode, trajectory_only=mode == "text",
+                                    num_inference_steps=steps, **guidance)
+            row = {f"{MODE_TAGS[mode]} {name}": value
+                   for name, value in case_scores(out, case).items()}
+            if mode == "position":
+                row["s per PT imagination"] = seconds
+            rows.append(row)
     return mean_scores(rows)
 
 

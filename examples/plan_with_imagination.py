@@ -91,8 +91,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                                 trajectory_only=args.trajectory_only)
         result = client.imagine(goal, timeout_s=args.timeout, on_feedback=print_feedback)
     if result.status != Imagine.Result.STATUS_SUCCEEDED:
-        print(f"imagination {result.status}: {result.error}", file=sys.stderr)
+        print(f"imagination {result.status}: {result.error}", file=sys.stderr)  # e.g. rejected: busy ...
         return 1
+    for warning in result.warnings:  # e.g. the prompt was longer than the text encoder reads
+        print(f"note: {warning}")
     rollout = result.rollout
     print(f"{rollout.num_frames} frames at {rollout.fps:g} fps from {rollout.model_id} "
           f"(trajectory {rollout.trajectory_seconds:.2f} s, video {rollout.video_seconds:.2f} s)")

@@ -687,7 +687,7 @@ class ImagineNode(LifecycleNode):
                 self._goal_deadlines[key] = (accepted_at + request.timeout_s, request.timeout_s)
         try:
             if not self.worker.submit(job, p.busy_policy, p.max_queue):
-                reason = (f"busy: an imagination is running (busy_policy 'reject')" if p.busy_policy == "reject"
+                reason = ("busy: an imagination is running (busy_policy 'reject')" if p.busy_policy == "reject"
                           else f"busy: the queue is full (busy_policy 'queue', max_queue {p.max_queue})")
                 self.causes.report(f"busy:goal:{p.busy_policy}", f"rejecting Imagine goal {request_id[:8]}: {reason}")
                 return self._finish_goal(goal_handle, JobStatus.REJECTED, reason)

@@ -2,8 +2,10 @@
 
 `ImagineParameters` holds every parameter with its default; config/imagine.yaml mirrors it (a test
 checks that they agree). The node declares its parameters from this dataclass, so a parameter
-exists, with the same default, whether or not the YAML file is loaded. Importing this module does
-not import rclpy; only `declare_node_parameters` / `updated_parameters` touch rclpy objects.
+exists, with the same default, whether or not the YAML file is loaded; the launch file makes its
+launch arguments from `defaults()`, so a new parameter here is a launch argument too. Importing
+this module does not import rclpy; only `declare_node_parameters` / `updated_parameters` touch
+rclpy objects.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python client) is not installed")
 
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from ros_test_helpers import wait_for, wait_future  # noqa: E402
 
