@@ -2,9 +2,11 @@
 
 1. starts `imagine_node` (a separate ROS 2 process, loopback-only DDS) on the embedded model,
 2. replays the embedded demo bag (camera image, object mask, placement mask, prompt, ground
-   truth) into it with `mask2iv-replay` (PT-Gen: the placement mask says where the object goes),
+   truth, depth + camera_info of the table) into it with `mask2iv-replay` (PT-Gen: the placement mask says where the object goes),
    recording every output into an MCAP bag,
-3. calls the `imagine` action once like a planner would, with the action text (TT-Gen),
+3. calls the `imagine` action once like a planner would, with the action text (TT-Gen), asking
+   for several hypotheses (`--samples`, one batch) with the scene's depth + camera_info, and prints
+   their agreement and the first-ranked object path in metres (camera optical frame),
 4. writes previews: per request a GIF (input | imagined masks | imagined video | ground truth)
    and a contact-sheet PNG, plus the replay report, and prints where everything is.
 
@@ -36,6 +38,8 @@ def start_node(model: Path, env: dict, steps: int, device: str, log_path: Path) 
         "-p", f"model_path:={model}", "-p", f"device:={device}", "-p", "mode:=position",
         "-p", "trigger:=each", "-p", "use_sim_time:=true", "-p", f"num_inference_steps:={steps}",
         "-p", "seed:=0", "-p", "use_actor_mask:=true",
+        # the demo bag carries depth + camera_info: replayed runs publish their geometry too
+        "-p", "use_depth:=true",
     ]
     check_local_ros_env(env)
     log = open(log_path, "w")
@@ -54,16 +58,43 @@ def _wait_for_exit_or_ready(node: subprocess.Popen, log_path: Path, timeout_s: f
     return node.poll() is None
 
 
-def _planner_call(image_msg, object_mask_msg, actor_mask_msg, prompt: str, steps: int):
-    """One Imagine goal in text mode (TT-Gen), as a planner sends it; returns the result."""
+def _planner_call(image_msg, object_mask_msg, actor_mask_msg, prompt: str, steps: int, samples: int,
+                  depth_msg=None, camera_info_msg=None):
+    """One Imagine goal in text mode (TT-Gen), as a planner sends it, with `samples` hypotheses and
+    the depth + camera_info when the bag has them; returns the result."""
     from mask2iv_ros.ros.planner_client import imagine_once
 
     # The recorded stamp lies behind the replay's sim clock by now; a zero stamp means "now" to the
     # node's input-age check, as for a planner that sends a freshly captured image.
     image_msg.header.stamp.sec = image_msg.header.stamp.nanosec = 0
     extra = {"actor_mask": actor_mask_msg} if actor_mask_msg is not None else {}
+    if depth_msg is not None:
+        extra.update(depth=depth_msg, camera_info=camera_info_msg)
     return imagine_once(image_msg, object_mask_msg, mode="text", prompt=prompt,
-                        num_inference_steps=steps, timeout_s=600.0, **extra)
+                        num_inference_steps=steps, timeout_s=600.0, num_samples=samples, **extra)
+
+
+def describe_hypotheses(result) -> list[str]:
+    """Lines for the terminal: the hypotheses' agreement and the first-ranked object path in metres."""
+    scores = ", ".join(f"{score:.2f}" for score in result.hypothesis_scores)
+    lines = [f"{len(result.hypothesis_scores)} hypotheses ranked by {result.ranking}, scores [{scores}], "
+             f"agreement {result.agreement:.2f} (mean pairwise object-mask IoU, 1 = all agree)"]
+    if not result.geometry:
+        return lines + ["no geometry (the goal had no depth)"]
+    geometry = result.geometry[0]
+    path = ["-" if not valid else "({:+.3f}, {:+.3f}, {:+.3f})".format(p.pose.position.x, p.pose.position.y,
+                                                                         p.pose.position.z)
+            for p, valid in zip(geometry.object_path.poses, geometry.object_path_valid)]
+    lines.append(f"first-ranked object path, metres in the camera optical frame ({geometry.header.frame_id}), "
+                 f"per frame: {' '.join(path)}")
+    if geometry.placement_point_valid:
+        point = geometry.placement_point
+        placements = [g.placement_point for g in result.geometry if g.placement_point_valid]
+        spread = max(float(((a.x - b.x) ** 2 + (a.y - b.y) ** 2 + (a.z - b.z) ** 2) ** 0.5)
+                     for a in placements for b in placements)
+        lines.append(f"placement ({point.x:+.3f}, {point.y:+.3f}, {point.z:+.3f}) m at frame "
+                     f"{geometry.placement_frame}; the hypotheses' placements lie within {spread:.3f} m of each other")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -73,6 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="where results go")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model card's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--samples", type=int, default=4, help="hypotheses the planner-style call asks for")
     args = parser.parse_args(argv)
 
     from mask2iv_ros.demo_outputs import default_steps, write_previews
@@ -97,12 +129,18 @@ def main(argv=None) -> int:
         print(f"[demo] replaying {args.bag} (PT-Gen, {steps} denoising steps per stage)")
         report = replay_bag(args.bag, output_bag, overwrite=True)
         report_paths = report.write(args.output)
-        from mask2iv_ros.eval.replay import first_request_actor_mask, first_request_messages
+        from mask2iv_ros.eval.replay import first_request_actor_mask, first_request_depth, first_request_messages
 
         image_msg, object_mask_msg, prompt = first_request_messages(args.bag)
-        print(f"[demo] planner-style action call (TT-Gen): {prompt!r}")
-        planner_result = _planner_call(image_msg, object_mask_msg, first_request_actor_mask(args.bag), prompt, steps)
+        depth_msg, camera_info_msg = first_request_depth(args.bag)
+        with_depth = " with depth" if depth_msg is not None else ""
+        print(f"[demo] planner-style action call (TT-Gen), {args.samples} hypotheses{with_depth}: {prompt!r}")
+        planner_result = _planner_call(image_msg, object_mask_msg, first_request_actor_mask(args.bag), prompt, steps,
+                                       args.samples, depth_msg, camera_info_msg)
         print(f"[demo] action result: {planner_result.status} {planner_result.error}".rstrip())
+        if planner_result.status == "succeeded":
+            for line in describe_hypotheses(planner_result):
+                print(f"[demo] {line}")
         written = write_previews(args.bag, output_bag, args.output, planner_result)
     finally:
         if node.poll() is None:

@@ -5,7 +5,8 @@
 - default_model/: the pipeline folder (safetensors + configs), its training configs, loss curves,
   and a model card (model_card.json + MODEL_CARD.md);
 - demo_episode/: an MCAP bag of held-out synthetic episodes (seed DEMO_SEED, never used for
-  training): camera image, object mask, placement mask, prompt and ground-truth trajectory.
+  training): camera image, object mask, placement mask, prompt, ground-truth trajectory, and a
+  depth image (16UC1) + camera_info of the table plane the scene stands on (`demo_depth`).
 """
 from __future__ import annotations
 
@@ -16,19 +17,34 @@ from pathlib import Path
 
 from mask2iv_ros.data.synthetic import SyntheticConfig, generate_episode
 from mask2iv_ros.eval.bag_io import BagRequest, write_input_bag
+from mask2iv_ros.geometry.synthetic import default_camera, metres_to_16uc1, plane_depth, tabletop_plane
 
 ASSETS = Path(__file__).resolve().parent
 DEMO_SEED = 7777  # training episodes use seed 2026: the demo scenes are unseen
 DEMO_EPISODES = (0, 1, 2)
 FRAME_STRIDE = 2  # the model sees every 2nd frame of a 16-frame, 4 fps episode
+# The synthetic scenes have no 3D model; their depth is the table plane seen by a camera this high
+# above it, pitched down this much (every pixel sees the plane: depth 0.44-0.83 m at 64x64).
+DEMO_TABLE_HEIGHT_M = 0.5
+DEMO_CAMERA_PITCH_DEG = 60.0
 DATA_DESCRIPTION = ("4000 procedural tabletop episodes from mask2iv-make-synthetic, 10 shards of "
                     "400 with seeds 2026-2035")
 
 
+def demo_depth(height: int = 64, width: int = 64):
+    """(uint16 millimetre depth [H, W], PinholeCamera) of the demo's table plane: the scene's
+    objects lie flat on it (the synthetic images are not rendered from a 3D scene)."""
+    camera = default_camera(height, width)
+    plane = tabletop_plane(DEMO_TABLE_HEIGHT_M, DEMO_CAMERA_PITCH_DEG)
+    return metres_to_16uc1(plane_depth(camera, plane, height, width)), camera
+
+
 def demo_requests(height: int = 64, width: int = 64, frames: int = 16, fps: float = 4.0) -> list[BagRequest]:
-    """Held-out episodes as bag requests carrying both conditions (prompt and placement mask) and
-    the first frame's actor mask (the models are trained with the actor colored in the condition)."""
+    """Held-out episodes as bag requests carrying both conditions (prompt and placement mask),
+    the first frame's actor mask (the models are trained with the actor colored in the condition)
+    and the table's depth + camera_info (`demo_depth`)."""
     config = SyntheticConfig(height=height, width=width, num_frames=frames, fps=fps)
+    depth, camera = demo_depth(height, width)
     requests = []
     for index in DEMO_EPISODES:
         clip = generate_episode(DEMO_SEED, index, config)
@@ -36,7 +52,8 @@ def demo_requests(height: int = 64, width: int = 64, frames: int = 16, fps: floa
         requests.append(BagRequest(image=clip.frames[0], object_mask=clip.object_masks[0], prompt=clip.prompt,
                                    actor_mask=clip.actor_masks[0],
                                    placement_mask=clip.object_masks[-1], ground_truth_actor_masks=actor,
-                                   ground_truth_object_masks=obj, fps=fps / FRAME_STRIDE))
+                                   ground_truth_object_masks=obj, fps=fps / FRAME_STRIDE,
+                                   depth=depth, camera=camera))
     return requests
 
 

@@ -9,6 +9,8 @@ Bag layout (what `write_input_bag` writes; recorded robot bags need the first tw
 | /placement_mask                 | sensor_msgs/msg/Image           | input placement mask, PT-Gen      |
 | /actor_mask                     | sensor_msgs/msg/Image           | input first-frame actor mask (mono8), optional; node use_actor_mask |
 | /prompt                         | std_msgs/msg/String             | input action description, TT-Gen  |
+| /camera/depth                   | sensor_msgs/msg/Image           | input depth (16UC1 mm / 32FC1 m), optional; node use_depth |
+| /camera/camera_info             | sensor_msgs/msg/CameraInfo      | input intrinsics, with the depth  |
 | /ground_truth/mask_trajectory   | mask2iv_ros/msg/MaskTrajectory  | ground truth, header stamp = image stamp; not replayed |
 
 Input messages whose header stamps agree (within `slop_s`) form one input set, i.e. one request;
@@ -36,6 +38,8 @@ OBJECT_MASK_TOPIC = "/object_mask"
 PLACEMENT_MASK_TOPIC = "/placement_mask"
 ACTOR_MASK_TOPIC = "/actor_mask"
 PROMPT_TOPIC = "/prompt"
+DEPTH_TOPIC = "/camera/depth"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
 GROUND_TRUTH_TOPIC = "/ground_truth/mask_trajectory"
 GROUND_TRUTH_PREFIX = "/ground_truth/"
 OUTPUT_TOPICS = {
@@ -43,6 +47,7 @@ OUTPUT_TOPICS = {
     "/imagination/rollout": "mask2iv_ros/msg/ImaginedRollout",
     "/imagination/overlay": "sensor_msgs/msg/Image",
     "/imagination/video": "sensor_msgs/msg/Image",
+    "/imagination/geometry": "mask2iv_ros/msg/InteractionGeometry",
 }
 ROLLOUT_TOPIC = "/imagination/rollout"
 # Recorded times of bags written by `write_input_bag` start here (2023-11-14, a fixed, valid epoch).
@@ -95,6 +100,8 @@ class BagRequest:
     ground_truth_actor_masks: Optional[np.ndarray] = None  # bool [T, H, W]
     ground_truth_object_masks: Optional[np.ndarray] = None  # bool [T, H, W]
     fps: float = 5.0
+    depth: Optional[np.ndarray] = None  # [H, W] uint16 mm (16UC1) or float32 m (32FC1), the image's grid
+    camera: Optional[Any] = None  # PinholeCamera of the image (written as camera_info with the depth)
 
 
 def request_from_clip(clip: Any, mode: str = "text", *, with_actor_mask: bool = False) -> BagRequest:
@@ -120,6 +127,28 @@ def request_from_clip(clip: Any, mode: str = "text", *, with_actor_mask: bool = 
         ground_truth_object_masks=clip.object_masks,
         fps=float(getattr(clip, "fps", 5.0)),
     )
+
+
+def depth_image_message(types: Any, depth: np.ndarray, header: Any) -> Any:
+    """A rosbags depth Image: uint16 millimetres -> 16UC1, float metres -> 32FC1 (little endian)."""
+    depth = np.ascontiguousarray(depth)
+    encoding = "16UC1" if depth.dtype == np.uint16 else "32FC1"
+    pixels = depth if encoding == "16UC1" else depth.astype(np.float32)
+    data = pixels.astype(pixels.dtype.newbyteorder("<")).view(np.uint8).reshape(-1)
+    return types["sensor_msgs/msg/Image"](header=header, height=pixels.shape[0], width=pixels.shape[1],
+                                          encoding=encoding, is_bigendian=0,
+                                          step=data.size // pixels.shape[0], data=data)
+
+
+def camera_info_message(types: Any, camera: Any, header: Any, height: int, width: int) -> Any:
+    """A rosbags CameraInfo of a PinholeCamera (plumb_bob, no rectification)."""
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    projection = np.zeros((3, 4))
+    projection[:, :3] = camera.matrix
+    return types["sensor_msgs/msg/CameraInfo"](
+        header=header, height=height, width=width, distortion_model="plumb_bob",
+        d=np.array(camera.distortion or (0.0,) * 5, np.float64), k=camera.matrix.reshape(-1),
+        r=np.eye(3).reshape(-1), p=projection.reshape(-1), binning_x=0, binning_y=0, roi=roi)
 
 
 class _BagMessages:
@@ -201,6 +230,16 @@ def write_input_bag(
         ACTOR_MASK_TOPIC: "sensor_msgs/msg/Image",
         GROUND_TRUTH_TOPIC: "mask2iv_ros/msg/MaskTrajectory",
     }
+    if any(request.depth is not None for request in requests):
+        topics[DEPTH_TOPIC] = "sensor_msgs/msg/Image"
+        topics[CAMERA_INFO_TOPIC] = "sensor_msgs/msg/CameraInfo"
+    for index, request in enumerate(requests):
+        if (request.depth is None) != (request.camera is None):
+            raise ValueError(f"requests[{index}]: expected depth and camera together (camera_info "
+                             "goes with the depth) or neither")
+        if request.depth is not None and np.asarray(request.depth).shape != request.image.shape[:2]:
+            raise ValueError(f"requests[{index}].depth: expected the image's pixel grid "
+                             f"{request.image.shape[:2]}, got {np.asarray(request.depth).shape}")
     with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
         connections = {topic: writer.add_connection(topic, msgtype, typestore=typestore) for topic, msgtype in topics.items()}
 
@@ -221,6 +260,10 @@ def write_input_bag(
                 write(PLACEMENT_MASK_TOPIC, build.mask(request.placement_mask, header), stamp)
             if request.actor_mask is not None:
                 write(ACTOR_MASK_TOPIC, build.mask(request.actor_mask, header), stamp)
+            if request.depth is not None:
+                height, width = request.image.shape[:2]
+                write(CAMERA_INFO_TOPIC, camera_info_message(typestore.types, request.camera, header, height, width), stamp)
+                write(DEPTH_TOPIC, depth_image_message(typestore.types, request.depth, header), stamp)
             if request.ground_truth_object_masks is not None:
                 actor = request.ground_truth_actor_masks
                 if actor is None:
@@ -353,6 +396,21 @@ def first_request_messages(path: Path | str) -> tuple[Any, Any, str]:
         deserialize_message(by_topic[OBJECT_MASK_TOPIC].raw, Image),
         prompt,
     )
+
+
+def first_request_depth(path: Path | str) -> tuple[Optional[Any], Optional[Any]]:
+    """(depth Image, CameraInfo) rclpy messages of the bag's first request, or (None, None).
+
+    Go with `first_request_messages` into an Imagine goal's `depth` / `camera_info` fields.
+    """
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, Image
+
+    _, _, by_topic = _first_request(path)
+    if DEPTH_TOPIC not in by_topic or CAMERA_INFO_TOPIC not in by_topic:
+        return None, None
+    return (deserialize_message(by_topic[DEPTH_TOPIC].raw, Image),
+            deserialize_message(by_topic[CAMERA_INFO_TOPIC].raw, CameraInfo))
 
 
 def first_request_actor_mask(path: Path | str) -> Optional[Any]:

@@ -25,14 +25,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from mask2iv_ros.eval.bag_io import ACTOR_MASK_TOPIC, IMAGE_TOPIC, OBJECT_MASK_TOPIC, package_typestore
+from mask2iv_ros.eval.bag_io import (ACTOR_MASK_TOPIC, CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC,  # noqa: F401
+                                     OBJECT_MASK_TOPIC, camera_info_message, depth_image_message,
+                                     package_typestore)
 from mask2iv_ros.geometry import PinholeCamera
 from mask2iv_ros.ros.depth_image import camera_from_camera_info, depth_image_to_metres
 from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb
 from mask2iv_ros.ros.synchronizer import stamp_to_ns
 
-DEPTH_TOPIC = "/camera/depth"
-CAMERA_INFO_TOPIC = "/camera/camera_info"
 _NS = 1_000_000_000
 
 
@@ -114,16 +114,6 @@ def _image(types: Any, pixels: np.ndarray, header: Any, encoding: str) -> Any:
                                           is_bigendian=0, step=data.size // pixels.shape[0], data=data)
 
 
-def _camera_info(types: Any, camera: PinholeCamera, header: Any, height: int, width: int) -> Any:
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    projection = np.zeros((3, 4))
-    projection[:, :3] = camera.matrix
-    return types["sensor_msgs/msg/CameraInfo"](
-        header=header, height=height, width=width, distortion_model="plumb_bob",
-        d=np.array(camera.distortion or (0.0,) * 5, np.float64), k=camera.matrix.reshape(-1),
-        r=np.eye(3).reshape(-1), p=projection.reshape(-1), binning_x=0, binning_y=0, roi=roi)
-
-
 def write_observed_bag(path: Path | str, stamps_ns: Sequence[int], object_masks: np.ndarray, *,
                        actor_masks: Optional[np.ndarray] = None, images: Optional[np.ndarray] = None,
                        depth: Optional[np.ndarray] = None, camera: Optional[PinholeCamera] = None,
@@ -162,13 +152,11 @@ def write_observed_bag(path: Path | str, stamps_ns: Sequence[int], object_masks:
         for index, stamp in enumerate(stamps):
             header = _header(types, stamp, frame_id)
             if index == 0 and camera is not None:
-                write(CAMERA_INFO_TOPIC, _camera_info(types, camera, header, height, width), stamp)
+                write(CAMERA_INFO_TOPIC, camera_info_message(types, camera, header, height, width), stamp)
             if images is not None:
                 write(IMAGE_TOPIC, _image(types, np.asarray(images[index], np.uint8), header, "rgb8"), stamp)
             if depth_frames is not None and index < len(depth_frames):
-                frame = depth_frames[index]
-                encoding = "16UC1" if frame.dtype == np.uint16 else "32FC1"
-                write(DEPTH_TOPIC, _image(types, frame if encoding == "16UC1" else frame.astype(np.float32), header, encoding), stamp)
+                write(DEPTH_TOPIC, depth_image_message(types, depth_frames[index], header), stamp)
             write(OBJECT_MASK_TOPIC, _image(types, np.where(object_masks[index], 255, 0).astype(np.uint8), header, "mono8"), stamp)
             if actor_masks is not None:
                 write(ACTOR_MASK_TOPIC, _image(types, np.where(actor_masks[index], 255, 0).astype(np.uint8), header, "mono8"), stamp)

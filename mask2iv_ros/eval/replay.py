@@ -43,6 +43,7 @@ from mask2iv_ros.eval.bag_io import (  # bag helpers re-exported: the replay's p
     ROLLOUT_TOPIC,
     BagRequest,
     first_request_actor_mask,
+    first_request_depth,
     first_request_messages,
     masks_from_images,
     package_typestore,
@@ -56,7 +57,7 @@ from mask2iv_ros.ros.synchronizer import stamp_to_ns
 
 __all__ = [
     "ACTOR_MASK_TOPIC", "GROUND_TRUTH_TOPIC", "IMAGE_TOPIC", "OBJECT_MASK_TOPIC", "OUTPUT_TOPICS", "PLACEMENT_MASK_TOPIC",
-    "PROMPT_TOPIC", "ROLLOUT_TOPIC", "BagRequest", "ReplayReport", "first_request_actor_mask", "first_request_messages", "main",
+    "PROMPT_TOPIC", "ROLLOUT_TOPIC", "BagRequest", "ReplayReport", "first_request_actor_mask", "first_request_depth", "first_request_messages", "main",
     "package_typestore", "read_bag", "read_input_bag", "replay_bag", "request_from_clip", "write_input_bag",
 ]
 _NS = 1_000_000_000

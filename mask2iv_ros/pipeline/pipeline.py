@@ -30,6 +30,7 @@ from ..models.text_encoder import TextEncoder, load_text_encoder
 from ..models.unet import VideoUNet
 from ..models.vae import VideoVAE
 from . import conditioning, context, resize, validation
+from . import hypotheses as hypotheses_module
 from .ddim import scheduler_class
 from .pipeline_config import MODEL_INDEX, PipelineConfig, SamplingDefaults  # noqa: F401 (re-export)
 from .sampling import StepInfo, denoise, dynamicrafter_scheduler
@@ -54,6 +55,22 @@ class Mask2IVOutput:
     seed: int | None = None
     input_region: tuple[int, int, int, int] | None = None  # (x_offset, y_offset, width, height)
     input_size: tuple[int, int] | None = None              # (H, W) of the input image
+    # num_samples > 1: every hypothesis of the call, ranked best first (the call returns the
+    # first), each with its score; all share the list, agreement and ranking (hypotheses.py).
+    # One sample: [self], score 1.0, agreement 1.0, ranking "single".
+    hypotheses: list["Mask2IVOutput"] = field(default_factory=list, repr=False, compare=False)
+    score: float = 1.0      # mean object-mask IoU with the other hypotheses
+    agreement: float = 1.0  # mean pairwise object-mask IoU of the call's hypotheses, in [0, 1]
+    ranking: str = hypotheses_module.SINGLE
+
+    def __post_init__(self) -> None:
+        if not self.hypotheses:
+            self.hypotheses = [self]
+
+    @property
+    def hypothesis_scores(self) -> list[float]:
+        """The score of each hypothesis, in rank order."""
+        return [hypothesis.score for hypothesis in self.hypotheses]
 
     def masks_in_input_frame(self, palette: MaskPalette = DEFAULT_PALETTE) -> resize.InputFrameMasks:
         """The masks on the input image's pixel grid (outside ``input_region`` = background)."""
@@ -61,15 +78,18 @@ class Mask2IVOutput:
 
 
 def _to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 ``[T, H, W, 3]`` -> float ``[1, 3, T, H, W]`` in [-1, 1]."""
+    """uint8 ``[T, H, W, 3]`` -> float ``[1, 3, T, H, W]`` in [-1, 1]; ``[B, T, H, W, 3]`` ->
+    ``[B, 3, T, H, W]``."""
     video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    return (video.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5) - 1.0
+    if video.dim() == 4:
+        video = video.unsqueeze(0)
+    return (video.permute(0, 4, 1, 2, 3).float() / 127.5) - 1.0
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
-    """``[1, 3, T, H, W]`` in [-1, 1] -> uint8 ``[T, H, W, 3]`` (one device->host copy)."""
-    frames = ((video[0].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return frames.permute(1, 2, 3, 0).cpu().numpy()
+    """``[B, 3, T, H, W]`` in [-1, 1] -> uint8 ``[B, T, H, W, 3]`` (one device->host copy)."""
+    frames = ((video.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return frames.permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
 class Mask2IVPipeline:
@@ -365,8 +385,17 @@ class Mask2IVPipeline:
     def _sample(self, unet: VideoUNet, stage: str, condition: torch.Tensor,
                 uncond_condition: torch.Tensor | None,
                 contexts: Callable[[VideoUNet], tuple[torch.Tensor | None, torch.Tensor | None]],
-                **kwargs: Any) -> torch.Tensor:
+                batch: int = 1, **kwargs: Any) -> torch.Tensor:
+        """Denoise ``batch`` samples; conditions/contexts of batch 1 are shared by all of them."""
         context_tokens, uncond_context = contexts(unet)
+
+        def widen(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            if tensor is None or tensor.shape[0] == batch:
+                return tensor
+            return tensor.expand(batch, *tensor.shape[1:])
+
+        condition, uncond_condition = widen(condition), widen(uncond_condition)
+        context_tokens, uncond_context = widen(context_tokens), widen(uncond_context)
         return denoise(unet, self.scheduler, condition, context_tokens,
                        uncond_condition=uncond_condition, uncond_context=uncond_context,
                        fs=self.config.fs, stage=stage, interrupt_event=self._interrupt, **kwargs)
@@ -415,6 +444,7 @@ class Mask2IVPipeline:
                  guidance_scale: float | None = None, seed: int | None = 0,
                  trajectory_only: bool = False, callback_on_step_end: CallbackFn | None = None, *,
                  eta: float | None = None, guidance_rescale: float | None = None,
+                 num_samples: int = 1, videos_for_all_samples: bool = False,
                  progress: bool = False) -> Mask2IVOutput:
         """Generate the mask trajectory and (unless ``trajectory_only``) the video.
 
@@ -424,6 +454,12 @@ class Mask2IVPipeline:
         checkpoint's recorded default (``config.sampling``, :meth:`sampling_settings`).
         ``seed=None`` draws one. A step producing NaN/inf latents raises
         :class:`~.sampling.Mask2IVNonFiniteError`.
+
+        ``num_samples`` > 1 imagines that many hypotheses with seeds ``seed, seed + 1, ...`` as
+        one batch through the trajectory UNet (each sample's noise is what a one-sample call with
+        its seed draws), ranks them (:mod:`.hypotheses`: the medoid by object-mask IoU first)
+        and returns the first-ranked one, with every hypothesis in ``out.hypotheses``. Only
+        that one gets a video unless ``videos_for_all_samples`` (one batch again).
         """
         self._interrupt.clear()
         inputs = validation.check_inputs(image, object_mask, prompt, placement_mask, actor_mask,
@@ -431,17 +467,19 @@ class Mask2IVPipeline:
         num_frames = validation.check_int("num_frames", self.config.num_frames
                                           if num_frames is None else num_frames,
                                           2, validation.MAX_FRAMES)
+        num_samples = validation.check_int("num_samples", num_samples, 1, validation.MAX_SAMPLES)
         settings = self.sampling_settings(num_inference_steps, guidance_scale, eta,
                                           guidance_rescale)
-        seed = validation.check_seed(seed)
+        seed = validation.check_seed(seed, num_samples)
         self._check_image_frames(num_frames)
         if not trajectory_only and self.video_unet is None:
             raise validation.Mask2IVInputError("trajectory_only: this checkpoint has no video "
                                                "model; pass trajectory_only=True")
 
-        generator = torch.Generator("cpu")
-        seed = generator.seed() if seed is None else seed
-        generator.manual_seed(seed)
+        if seed is None:
+            seed = torch.Generator("cpu").seed() % (validation.MAX_SEED - num_samples + 2)
+        # one generator per hypothesis: sample i sees exactly the stream of a call with seed + i
+        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(num_samples)]
         palette, device = self.palette, self.device
         input_size = inputs.image.shape[:2]
         # the training preprocessing (short-side resize + centre crop), resize.py
@@ -455,10 +493,10 @@ class Mask2IVPipeline:
             if callback_on_step_end is not None:
                 callback_on_step_end(self, info)
 
-        sample_kwargs = dict(**settings, generator=generator, on_step=on_step, progress=progress)
+        sample_kwargs = dict(**settings, on_step=on_step, progress=progress)
         timings: dict[str, float] = {}
 
-        # ---- stage 1: mask trajectory
+        # ---- stage 1: mask trajectories of all hypotheses, one batch
         start = time.perf_counter()
         frames = [model_image, encode_masks(model_object, model_actor, palette)]
         if inputs.mode == "position":
@@ -479,29 +517,53 @@ class Mask2IVPipeline:
             uncond_condition = conditioning.pt_condition(image_latent, mask_latent, None, num_frames)
         unet = getattr(self, UNET_COMPONENTS[inputs.mode])
         trajectory_latents = self._sample(unet, "trajectory", condition, uncond_condition,
-                                          contexts, **sample_kwargs)
+                                          contexts, batch=num_samples,
+                                          generator=_generators(generators), **sample_kwargs)
         decoded = _to_uint8(self.vae.decode(trajectory_latents))
-        labels = palette_labels(decoded, palette)            # snap to the palette
+        labels = palette_labels(decoded, palette)            # snap to the palette: [N, T, h, w]
         timings["trajectory"] = time.perf_counter() - start
+        visible_labels = [grid.visible(sample_labels) for sample_labels in labels]
+        ranking = hypotheses_module.rank_hypotheses(
+            np.stack([sample_labels == OBJECT for sample_labels in visible_labels]))
 
-        # ---- stage 2: video conditioned on the snapped trajectory
-        video = None
+        # ---- stage 2: videos conditioned on the snapped trajectories (the first-ranked one, or all)
+        videos: dict[int, np.ndarray] = {}
         if not trajectory_only:
             start = time.perf_counter()
-            snapped = labels_to_rgb(labels, palette)
+            chosen = list(ranking.order if videos_for_all_samples else ranking.order[:1])
+            snapped = labels_to_rgb(labels[chosen], palette)
             trajectory_latents = self.vae.encode(_to_tensor(snapped, device))
-            condition = conditioning.video_condition(trajectory_latents, image_latent)
+            condition = conditioning.video_condition(
+                trajectory_latents, image_latent.expand(len(chosen), -1, -1, -1, -1))
             # the released pipeline's stage 2 sees the empty prompt: the trajectory carries the
             # action (guidance then contrasts only the image tokens, where the UNet has them)
             video_contexts = contexts if inputs.prompt is None else \
                 self.guidance_contexts(None, first_frame)
             video_latents = self._sample(self.video_unet, "video", condition, None,
-                                         video_contexts, **sample_kwargs)
-            video = grid.visible(_to_uint8(self.vae.decode(video_latents)))
+                                         video_contexts, batch=len(chosen),
+                                         generator=_generators([generators[i] for i in chosen]),
+                                         **sample_kwargs)
+            decoded_videos = _to_uint8(self.vae.decode(video_latents))
+            videos = {i: grid.visible(video) for i, video in zip(chosen, decoded_videos)}
             timings["video"] = time.perf_counter() - start
 
-        labels = grid.visible(labels)
-        return Mask2IVOutput(
-            mask_trajectory=labels_to_rgb(labels, palette), actor_masks=labels == ACTOR,
-            object_masks=labels == OBJECT, video=video, timings=timings, fps=self.config.fps,
-            mode=inputs.mode, seed=seed, input_region=tuple(grid.box), input_size=input_size)
+        outputs = []
+        for index in ranking.order:
+            sample_labels = visible_labels[index]
+            sample_timings = dict(timings) if index in videos or trajectory_only else \
+                {"trajectory": timings["trajectory"]}
+            outputs.append(Mask2IVOutput(
+                mask_trajectory=labels_to_rgb(sample_labels, palette),
+                actor_masks=sample_labels == ACTOR, object_masks=sample_labels == OBJECT,
+                video=videos.get(index), timings=sample_timings, fps=self.config.fps,
+                mode=inputs.mode, seed=seed + index, input_region=tuple(grid.box),
+                input_size=input_size, score=ranking.scores[index], agreement=ranking.agreement,
+                ranking=ranking.method))
+        for output in outputs:
+            output.hypotheses = outputs
+        return outputs[0]
+
+
+def _generators(generators: list[torch.Generator]) -> torch.Generator | list[torch.Generator]:
+    """One sample: its generator as before batching; several: one per sample of the batch."""
+    return generators[0] if len(generators) == 1 else generators

@@ -13,7 +13,7 @@ import contextlib
 import inspect
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from diffusers import DDIMScheduler
@@ -22,6 +22,9 @@ from tqdm.auto import tqdm
 
 from .conditioning import model_input
 from .ddim import SafeDDIMScheduler
+
+# one generator for the whole batch, or one per sample (batched hypotheses: seed, seed+1, ...)
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None,
+def _step_kwargs(scheduler: SchedulerMixin, generator: Generators,
                  eta: float) -> tuple[dict, bool]:
     """Only pass ``eta``/``generator`` to schedulers whose ``step`` accepts them; the flag says
     whether the loop hands DDIM its noise (``variance_noise``) instead of the generator."""
@@ -108,15 +111,27 @@ def _step_kwargs(scheduler: SchedulerMixin, generator: torch.Generator | None,
     return kwargs, own_noise
 
 
-def _step_noise(shape: torch.Size, generator: torch.Generator | None,
-                device: torch.device) -> torch.Tensor:
+def _step_noise(shape: torch.Size, generator: Generators, device: torch.device) -> torch.Tensor:
     """A DDIM step's noise, drawn on the CPU as diffusers' ``randn_tensor`` draws it for a CPU
     generator (the same seed gives the same samples on every device). To a GPU it goes from
     pinned memory without blocking: a pageable copy would wait for the queued UNet each step."""
-    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    noise = cpu_noise(shape, generator)
     if device.type != "cuda":
         return noise.to(device)
     return noise.pin_memory().to(device, non_blocking=True)
+
+
+def cpu_noise(shape: torch.Size | tuple[int, ...], generator: Generators) -> torch.Tensor:
+    """Standard normal float32 noise on the CPU. A list of generators draws sample ``i`` of the
+    batch from ``generator[i]`` alone, as a batch-1 call with that generator would (diffusers'
+    ``randn_tensor`` convention), so a batch of seeds equals a loop over them."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.randn(shape, generator=generator, dtype=torch.float32)
+    if len(generator) != shape[0]:
+        raise ValueError(f"generator: expected one generator per sample ({shape[0]}), got "
+                         f"{len(generator)}")
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32)
+                      for g in generator])
 
 
 def _dynamic_rescale_corrections(scheduler: SchedulerMixin, timesteps: list[int],
@@ -162,7 +177,7 @@ def denoise(
     guidance_rescale: float = 0.0,
     eta: float = 0.0,
     dynamic_rescale: float | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     stage: str = "trajectory",
     on_step: Callable[[StepInfo], None] | None = None,
     interrupt_event: threading.Event | None = None,
@@ -173,7 +188,9 @@ def denoise(
     Guidance is on when ``guidance_scale != 1`` and an unconditional part differs from the
     conditional one: ``uncond_condition``/``uncond_context`` replace ``condition``/``context``
     in the unconditional branch (``None`` = same as conditional). The initial noise is drawn
-    on the CPU from ``generator`` so a seed gives the same start on every device.
+    on the CPU from ``generator`` so a seed gives the same start on every device; a list of
+    generators (one per sample) makes every sample of the batch what a batch-1 call with its
+    generator gives, up to floating-point batching effects (:func:`cpu_noise`).
     ``dynamic_rescale`` (DynamiCrafter's ``base_scale``, 0.7 for its 512/1024 models) rescales
     the predicted clean latent each step as DynamiCrafter's DDIM sampler does; DDIM only.
     """
@@ -195,8 +212,7 @@ def denoise(
     step_kwargs, own_noise = _step_kwargs(scheduler, generator, eta)
     x0_corrections = _dynamic_rescale_corrections(scheduler, timestep_values, dynamic_rescale)
 
-    noise = torch.randn((batch, out_channels, num_frames, height, width), generator=generator,
-                        dtype=torch.float32)
+    noise = cpu_noise((batch, out_channels, num_frames, height, width), generator)
     latents = noise.to(device) * scheduler.init_noise_sigma
 
     total = len(timestep_values)

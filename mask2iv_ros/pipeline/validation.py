@@ -16,6 +16,8 @@ import numpy as np
 MAX_FRAMES = 128
 MAX_INFERENCE_STEPS = 1000
 MAX_GUIDANCE_SCALE = 100.0
+MAX_SAMPLES = 64          # hypotheses per call (one batch through the UNet)
+MAX_SEED = 2**63 - 1
 
 
 class Mask2IVInputError(ValueError):
@@ -98,10 +100,11 @@ def check_float(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
-def check_seed(seed: Any) -> int | None:
+def check_seed(seed: Any, num_samples: int = 1) -> int | None:
+    """``num_samples`` hypotheses use seeds ``seed .. seed + num_samples - 1``: all must fit."""
     if seed is None:
         return None
-    return check_int("seed", seed, 0, 2**63 - 1)
+    return check_int("seed", seed, 0, MAX_SEED - num_samples + 1)
 
 
 def check_inputs(image: Any, object_mask: Any, prompt: Any, placement_mask: Any,

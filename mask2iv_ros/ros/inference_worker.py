@@ -52,6 +52,9 @@ class JobOutcome:
     output: Any = None  # Mask2IVOutput when succeeded
     run_seconds: float = 0.0
     rollout: Any = None  # the ImaginedRollout message the node built and published
+    # Further Imagine.Result fields the node built (other_hypotheses, hypothesis_scores, agreement,
+    # ranking, geometry), by field name
+    result_fields: dict = field(default_factory=dict)
     error_type: str = ""  # exception class of a failed/invalid run (the node logs once per cause)
     traceback: str = ""  # of a failed run, for the first log of its cause
 

@@ -47,12 +47,12 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from mask2iv_ros.action import Imagine
 from mask2iv_ros.masks import DEFAULT_PALETTE
-from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory
+from mask2iv_ros.msg import ImaginedRollout, InteractionGeometry, MaskTrajectory
 from mask2iv_ros.ros import outputs
 from mask2iv_ros.ros.capabilities import ModelCapabilities, capabilities_of
 from mask2iv_ros.ros.image_conversion import rgb_to_image_msg
@@ -271,7 +271,11 @@ class ImagineNode(LifecycleNode):
         self.rollout_publisher = self.create_lifecycle_publisher(ImaginedRollout, p.rollout_topic, latched(p.output_qos_depth))
         self.overlay_publisher = self.create_lifecycle_publisher(Image, p.overlay_topic, latched(p.frame_stream_qos_depth))
         self.video_publisher = self.create_lifecycle_publisher(Image, p.video_topic, latched(p.frame_stream_qos_depth))
-        self._publishers_out = [self.trajectory_publisher, self.rollout_publisher, self.overlay_publisher, self.video_publisher]
+        # one message per hypothesis of a request: keep a whole request for late joiners
+        self.geometry_publisher = self.create_lifecycle_publisher(
+            InteractionGeometry, p.geometry_topic, latched(p.output_qos_depth * p.max_samples))
+        self._publishers_out = [self.trajectory_publisher, self.rollout_publisher, self.overlay_publisher, self.video_publisher,
+                                self.geometry_publisher]
         self.action_server = ActionServer(
             self,
             Imagine,
@@ -323,16 +327,21 @@ class ImagineNode(LifecycleNode):
         # The first-frame actor mask belongs to the same instant as the image, so it is synchronized
         # with it rather than kept as a latest value like the prompt.
         sync_inputs += ["actor_mask"] if p.use_actor_mask else []
+        # Depth and its camera_info are of the image's instant too (a depth camera's aligned depth).
+        sync_inputs += ["depth", "camera_info"] if p.use_depth else []
         self._synchronizer = ApproximateTimeSynchronizer(sync_inputs, p.sync_queue_size, p.sync_slop_s, self._on_input_set)
         topics = {
             "image": p.image_topic,
             "object_mask": p.object_mask_topic,
             "placement_mask": p.placement_mask_topic,
             "actor_mask": p.actor_mask_topic,
+            "depth": p.depth_topic,
+            "camera_info": p.camera_info_topic,
         }
         self._input_subscriptions = [
             self.create_subscription(
-                Image, topics[name], functools.partial(self._on_input_image, name), input_qos, callback_group=input_group
+                CameraInfo if name == "camera_info" else Image, topics[name], functools.partial(self._on_input_image, name),
+                input_qos, callback_group=input_group
             )
             for name in sync_inputs
         ]
@@ -419,6 +428,9 @@ class ImagineNode(LifecycleNode):
                 now_ns=self.get_clock().now().nanoseconds,
                 trajectory_only=not (p.publish_video and self.capabilities.has_video_model),
                 prompt_source=f"prompt (topic {self.resolve_topic_name(p.prompt_topic)})",
+                num_samples=p.num_samples,
+                depth_msg=input_set.get("depth"),
+                camera_info_msg=input_set.get("camera_info"),
             )
         except InvalidInput as error:
             self.stats.record(JobStatus.INVALID_INPUT.value, str(error))
@@ -474,32 +486,49 @@ class ImagineNode(LifecycleNode):
         p = self.params
         fps = outputs.output_fps(output, p.output_fps)
         header = outputs.input_header(request)
-        trajectory = outputs.mask_trajectory_msg(output, header, fps, self.palette)
-        rollout = outputs.rollout_msg(
-            request,
-            output,
-            trajectory,
-            fps=fps,
-            model_id=self.model_id,
-            # The run plus turning it into messages; time spent waiting in the queue is not counted.
-            total_seconds=outcome.run_seconds + (time.monotonic() - conversion_started),
-        )
-        rollout.prompt = request.prompt_read if request.mode == "text" else rollout.prompt
+        # every hypothesis in rank order; the first is `output` (one, for a single sample)
+        hypotheses = list(getattr(output, "hypotheses", None) or [output])
+        masks = [outputs.masks_in_input_frame(h, self.palette) for h in hypotheses]
+        rollouts = []
+        for index, (hypothesis, hypothesis_masks) in enumerate(zip(hypotheses, masks)):
+            trajectory = outputs.mask_trajectory_msg(hypothesis, header, fps, self.palette, hypothesis_masks)
+            rollout = outputs.rollout_msg(
+                request,
+                hypothesis,
+                trajectory,
+                fps=fps,
+                model_id=self.model_id,
+                # The run plus turning it into messages; time spent waiting in the queue is not counted.
+                total_seconds=outcome.run_seconds + (time.monotonic() - conversion_started),
+                hypothesis_index=index,
+            )
+            rollout.prompt = request.prompt_read if request.mode == "text" else rollout.prompt
+            rollouts.append(rollout)
+        geometry = outputs.geometry_msgs(request, masks, header, fps)
+        rollout = rollouts[0]
         outcome.rollout = rollout
-        self.trajectory_publisher.publish(trajectory)
+        # The result carries the other hypotheses once; the topics carry the first-ranked one as before.
+        outcome.result_fields = dict(
+            other_hypotheses=rollouts[1:], hypothesis_scores=[r.hypothesis_score for r in rollouts],
+            agreement=rollout.agreement, ranking=rollout.ranking, geometry=geometry)
+        self.trajectory_publisher.publish(rollout.mask_trajectory)
         if self.overlay_publisher.get_subscription_count() > 0:  # drawn only for someone watching
-            overlay = overlay_frames(request.image, output.actor_masks, output.object_masks, self.palette)
+            overlay = overlay_frames(request.image, masks[0].actor_masks, masks[0].object_masks, self.palette)
             for frame in overlay:
                 self.overlay_publisher.publish(rgb_to_image_msg(frame, header))
         if p.publish_video:
             for frame_msg in rollout.video_frames:
                 self.video_publisher.publish(frame_msg)
         self.rollout_publisher.publish(rollout)
-        del output, trajectory
+        for geometry_msg in geometry:
+            self.geometry_publisher.publish(geometry_msg)
+        del output, hypotheses, masks
         _return_freed_memory()
+        agreement = f", {len(rollouts)} hypotheses (agreement {rollout.agreement:.2f})" if len(rollouts) > 1 else ""
         self.get_logger().info(
             f"imagination {request.request_id}: {rollout.num_frames} frames ({request.mode}), "
-            f"trajectory {rollout.trajectory_seconds:.2f} s, video {rollout.video_seconds:.2f} s"
+            f"trajectory {rollout.trajectory_seconds:.2f} s, video {rollout.video_seconds:.2f} s{agreement}"
+            + (f", geometry of {len(geometry)}" if geometry else "")
         )
 
     # ---- goal watch: deadlines and abandoned goals ------------------------------------------------
@@ -574,6 +603,7 @@ class ImagineNode(LifecycleNode):
         Its masks left empty (width 0) are then taken from that set too, the actor mask included.
         """
         image, object_mask, placement_mask, actor_mask = goal.image, goal.object_mask, goal.placement_mask, goal.actor_mask
+        depth, camera_info = goal.depth, goal.camera_info
         prompt, prompt_source = goal.prompt, "prompt"
         if image.width == 0 or image.height == 0:
             with self._state_lock:
@@ -588,6 +618,8 @@ class ImagineNode(LifecycleNode):
             object_mask = object_mask if object_mask.width else latest["object_mask"]
             placement_mask = placement_mask if placement_mask.width else latest.get("placement_mask")
             actor_mask = actor_mask if actor_mask.width else latest.get("actor_mask")
+            if not depth.width:
+                depth, camera_info = latest.get("depth"), latest.get("camera_info")
             if not prompt:
                 prompt, prompt_source = topic_prompt, f"prompt (goal or topic {self.resolve_topic_name(self.params.prompt_topic)})"
         return build_request(
@@ -608,6 +640,10 @@ class ImagineNode(LifecycleNode):
             trajectory_only=goal.trajectory_only,
             timeout_s=goal.timeout_s,
             prompt_source=prompt_source,
+            num_samples=goal.num_samples,
+            videos_for_all_samples=goal.videos_for_all_samples,
+            depth_msg=depth,
+            camera_info_msg=camera_info,
         )
 
     def _execute(self, goal_handle: Any) -> Any:
@@ -666,10 +702,12 @@ class ImagineNode(LifecycleNode):
                 self._goal_deadlines.pop(key, None)
         outcome = job.outcome
         return self._finish_goal(goal_handle, outcome.status, outcome.error, outcome.rollout, request.warnings,
+                                 result_fields=outcome.result_fields,
                                  client_cancel=job.cancel_reason == _CLIENT_CANCEL, record=False)
 
     def _finish_goal(self, goal_handle: Any, status: JobStatus, error: str, rollout: Optional[ImaginedRollout] = None,
-                     warnings: Any = (), client_cancel: bool = False, record: bool = True) -> Any:
+                     warnings: Any = (), client_cancel: bool = False, record: bool = True,
+                     result_fields: Optional[dict] = None) -> Any:
         """Set the goal's terminal state (tolerating a context that is going down) and build its result."""
         if record:  # runs are recorded by _publish_outcome
             self.stats.record(status.value, error)
@@ -685,6 +723,10 @@ class ImagineNode(LifecycleNode):
         result = Imagine.Result(status=status.value, error=error, warnings=list(warnings))
         if rollout is not None:
             result.rollout = rollout
+            # one sample: the rollout's own ranking (result_fields fill it in for several)
+            result.hypothesis_scores, result.agreement, result.ranking = [rollout.hypothesis_score], rollout.agreement, rollout.ranking
+        for name, value in (result_fields or {}).items():
+            setattr(result, name, value)
         return result
 
 

@@ -15,9 +15,12 @@ import numpy as np
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
+from mask2iv_ros.geometry.hypotheses import hypotheses_geometry
 from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, overlay_masks
 from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory
+from mask2iv_ros.pipeline.hypotheses import SINGLE
 from mask2iv_ros.pipeline.resize import masks_in_input_frame
+from mask2iv_ros.ros.geometry_messages import interaction_geometry_msg
 from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
 from mask2iv_ros.ros.requests import ImagineRequest
 
@@ -27,10 +30,11 @@ def input_header(request: ImagineRequest) -> Header:
 
 
 def mask_trajectory_msg(
-    output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE
+    output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE, masks: Any = None
 ) -> MaskTrajectory:
+    """`masks`: the output's masks_in_input_frame() when already computed."""
     msg = MaskTrajectory(header=header, fps=float(fps), imagined_region=imagined_region(output))
-    masks = masks_in_input_frame(output, palette)
+    masks = masks_in_input_frame(output, palette) if masks is None else masks
     msg.frames = [rgb_to_image_msg(frame, header) for frame in masks.mask_trajectory]
     msg.actor_masks = [mask_to_image_msg(mask, header) for mask in masks.actor_masks]
     msg.object_masks = [mask_to_image_msg(mask, header) for mask in masks.object_masks]
@@ -59,6 +63,7 @@ def rollout_msg(
     fps: float,
     model_id: str,
     total_seconds: float,
+    hypothesis_index: int = 0,
 ) -> ImaginedRollout:
     header = trajectory.header
     msg = ImaginedRollout(
@@ -72,11 +77,17 @@ def rollout_msg(
         num_frames=int(len(output.mask_trajectory)),
         num_inference_steps=int(request.num_inference_steps),
         guidance_scale=float(request.guidance_scale),
-        seed=int(request.seed),
+        seed=int(request.seed if getattr(output, "seed", None) is None else output.seed),
         model_id=model_id,
         trajectory_seconds=float(output.timings.get("trajectory", 0.0)),
         video_seconds=float(output.timings.get("video", 0.0)),
         total_seconds=float(total_seconds),
+        # several hypotheses (pipeline num_samples): this one's place among them
+        hypothesis_index=int(hypothesis_index),
+        num_hypotheses=len(getattr(output, "hypotheses", None) or [output]),
+        hypothesis_score=float(getattr(output, "score", 1.0)),
+        agreement=float(getattr(output, "agreement", 1.0)),
+        ranking=str(getattr(output, "ranking", SINGLE)),
     )
     if output.video is not None:
         msg.video_frames = [rgb_to_image_msg(frame, header) for frame in output.video]
@@ -89,6 +100,17 @@ def overlay_frames(image: np.ndarray, output: Any, palette: MaskPalette = DEFAUL
     # A real (contiguous, writable) copy per frame: OpenCV draws the contours in place.
     frames = np.ascontiguousarray(np.broadcast_to(image, masks.actor_masks.shape + (3,)))
     return overlay_masks(frames, object_mask=masks.object_masks, actor_mask=masks.actor_masks, palette=palette)
+
+
+def geometry_msgs(request: ImagineRequest, hypothesis_masks: list[Any], header: Header, fps: float) -> list[Any]:
+    """InteractionGeometry messages of every hypothesis (rank order) of a request with depth +
+    camera_info, all on one support plane around the input object mask; [] without depth.
+    `hypothesis_masks`: each hypothesis' masks_in_input_frame() (the camera image's pixel grid)."""
+    if request.depth_m is None or request.camera is None:
+        return []
+    geometries = hypotheses_geometry([(m.actor_masks, m.object_masks) for m in hypothesis_masks], request.depth_m,
+                                     request.camera, request.object_mask, request.actor_mask)
+    return [interaction_geometry_msg(g, header, fps, index) for index, g in enumerate(geometries)]
 
 
 def output_fps(output: Any, fps_parameter: float) -> float:

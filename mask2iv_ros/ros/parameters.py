@@ -26,6 +26,9 @@ MODEL_PARAMETERS = ("model_path", "device", "torch_threads")
 # torch_threads 0 = the cores this process may use, at most this many (beyond ~8 threads the
 # small convolutions of these UNets gain little and the node would starve its callbacks).
 MAX_DEFAULT_TORCH_THREADS = 8
+# The pipeline's own limit of hypotheses per call (mask2iv_ros.pipeline.validation.MAX_SAMPLES;
+# not imported: this module stays free of torch).
+MAX_SAMPLES_LIMIT = 64
 TINY_RANDOM_MODEL = "tiny-random"
 # The embedded default model (mask2iv_ros/assets/default_model), so that a bare start serves it.
 EMBEDDED_MODEL = "embedded"
@@ -111,6 +114,19 @@ class ImagineParameters:
         read_only=False,
     )
     output_fps: float = _param(0.0, "Frame rate written into outputs; 0 = the model's own.", read_only=False)
+    # Hypotheses
+    max_samples: int = _param(
+        8,
+        f"Most hypotheses one request may ask for (goal num_samples; one batch through the model, so memory "
+        f"and time grow with it); goals above it are refused. At most {MAX_SAMPLES_LIMIT}.",
+        read_only=False,
+    )
+    num_samples: int = _param(
+        1,
+        "Hypotheses per topic-triggered run (seeds seed, seed+1, ...; ranked, the first published on the "
+        "rollout topic with their agreement, the geometry of all on the geometry topic); at most max_samples.",
+        read_only=False,
+    )
     # Topics (relative names resolve in the node's namespace)
     image_topic: str = _param("camera/image", "Input camera image (sensor_msgs/Image).")
     object_mask_topic: str = _param("object_mask", "Input mask of the object to act on (sensor_msgs/Image).")
@@ -124,10 +140,21 @@ class ImagineParameters:
     actor_mask_topic: str = _param(
         "actor_mask", "Input first-frame actor mask (sensor_msgs/Image mono8/8UC1), when use_actor_mask."
     )
+    use_depth: bool = _param(
+        False,
+        "Also synchronize a depth image (16UC1 mm / 32FC1 m, the camera image's pixel grid) and its "
+        "camera_info with the image; topic-triggered runs then publish the interaction geometry.",
+    )
+    depth_topic: str = _param("camera/depth", "Input depth image (sensor_msgs/Image 16UC1 or 32FC1), when use_depth.")
+    camera_info_topic: str = _param("camera/camera_info", "Input sensor_msgs/CameraInfo of the image, when use_depth.")
     mask_trajectory_topic: str = _param("imagination/mask_trajectory", "Output mask2iv_ros/MaskTrajectory.")
     rollout_topic: str = _param("imagination/rollout", "Output mask2iv_ros/ImaginedRollout.")
     overlay_topic: str = _param("imagination/overlay", "Output per-frame overlay of the masks on the input image.")
     video_topic: str = _param("imagination/video", "Output per-frame imagined video (rgb8).")
+    geometry_topic: str = _param(
+        "imagination/geometry",
+        "Output mask2iv_ros/InteractionGeometry, one per hypothesis, for runs with depth + camera_info.",
+    )
     action_name: str = _param("imagine", "Name of the mask2iv_ros/action/Imagine action server.")
     # QoS: inputs are sensor data (best effort, keep last); outputs are reliable + transient local.
     input_qos_depth: int = _param(5, "Keep-last depth of the best-effort input subscriptions.")
@@ -154,6 +181,11 @@ class ImagineParameters:
         for name in ("max_queue", "num_frames", "num_inference_steps", "torch_threads", "max_input_pixels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)}")
+        if not 1 <= self.max_samples <= MAX_SAMPLES_LIMIT:
+            raise ValueError(f"max_samples: expected an integer in [1, {MAX_SAMPLES_LIMIT}], got {self.max_samples}")
+        if not 1 <= self.num_samples <= self.max_samples:
+            raise ValueError(f"num_samples: expected an integer in [1, max_samples {self.max_samples}], "
+                             f"got {self.num_samples}")
         if self.trigger == "rate" and not self.max_rate_hz > 0:
             raise ValueError(f"max_rate_hz: expected > 0 with trigger 'rate', got {self.max_rate_hz}")
         for name in ("sync_slop_s", "output_fps", "diagnostics_period_s"):

@@ -2,7 +2,10 @@
 
 `ImagineClient` owns a node (in its own rclpy context unless given one) spun by an executor
 thread, so it can be used from plain, synchronous planner code; `imagine_once` is the one-call
-form. Images and masks may be NumPy arrays (RGB uint8 [H, W, 3], bool [H, W]) or sensor_msgs/Image.
+form. Images and masks may be NumPy arrays (RGB uint8 [H, W, 3], bool [H, W]) or sensor_msgs/Image;
+depth a NumPy array (uint16 mm or float m [H, W]) or sensor_msgs/Image, camera_info a
+sensor_msgs/CameraInfo, a PinholeCamera or the 3x3 K. `hypotheses(result)` lists a result's
+hypotheses in rank order.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import numpy as np
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from mask2iv_ros.action import Imagine
+from mask2iv_ros.geometry.camera import PinholeCamera
+from mask2iv_ros.ros.depth_image import camera_info_msg, depth_to_image_msg
 from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
 
 
@@ -55,11 +60,17 @@ class ImagineClient:
         trajectory_only: bool = False,
         goal_timeout_s: float = 0.0,
         frame_id: str = "camera",
+        num_samples: int = 0,
+        videos_for_all_samples: bool = False,
+        depth: Any = None,
+        camera_info: Any = None,
     ) -> Any:
         """An Imagine goal; arrays are stamped now (this node's clock) with `frame_id`.
 
         `goal_timeout_s` > 0 is the goal's own deadline (its `timeout_s` field): the node stops the
-        run when it passes and answers with status "timed_out".
+        run when it passes and answers with status "timed_out". `num_samples` > 1 asks for that
+        many ranked hypotheses; `depth` (the image's pixel grid) with `camera_info` for the 3D
+        interaction geometry of each (result.geometry).
         """
         header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id=frame_id)
 
@@ -83,6 +94,10 @@ class ImagineClient:
             seed=seed,
             trajectory_only=trajectory_only,
             timeout_s=goal_timeout_s,
+            num_samples=num_samples,
+            videos_for_all_samples=videos_for_all_samples,
+            depth=Image() if depth is None else depth if isinstance(depth, Image) else depth_to_image_msg(depth, header),
+            camera_info=_camera_info(camera_info, header, depth),
         )
 
     def imagine(
@@ -132,6 +147,24 @@ class ImagineClient:
         return future.result()
 
 
+def _camera_info(value: Any, header: Header, depth: Any) -> CameraInfo:
+    """A CameraInfo of a message, a PinholeCamera or a K matrix (9 numbers); empty for None."""
+    if value is None:
+        return CameraInfo()
+    if isinstance(value, CameraInfo):
+        return value
+    if not isinstance(value, PinholeCamera):
+        height, width = (0, 0) if depth is None else (int(depth.height), int(depth.width)) if isinstance(depth, Image) \
+            else np.asarray(depth).shape[:2]
+        value = PinholeCamera.from_k(value, width or None, height or None)
+    return camera_info_msg(value, header)
+
+
+def hypotheses(result: Any) -> list[Any]:
+    """Every hypothesis of an Imagine result in rank order: the rollout, then other_hypotheses."""
+    return [result.rollout, *result.other_hypotheses]
+
+
 def imagine_once(
     image: Any,
     object_mask: Any,
@@ -144,7 +177,8 @@ def imagine_once(
     """One Imagine goal from a fresh client (its own rclpy context); returns the result.
 
     `goal_fields`: mode, prompt, placement_mask, actor_mask, num_frames, num_inference_steps,
-    guidance_scale, seed, trajectory_only, goal_timeout_s, frame_id (see `ImagineClient.make_goal`).
+    guidance_scale, seed, trajectory_only, goal_timeout_s, frame_id, num_samples,
+    videos_for_all_samples, depth, camera_info (see `ImagineClient.make_goal`).
     """
     with ImagineClient(action_name) as client:
         if not client.wait_for_server(min(timeout_s, 30.0)):

@@ -4,8 +4,9 @@ All input checks the node makes happen here, before a request is queued, so a ba
 answered at once with an error naming the field, and never occupies the model: message layout
 (encoding, `data` length = height x step), size (`max_input_pixels`, at least 8 x 8), masks (not
 empty, not covering the whole image), mode, prompt (present; within the text encoder's token
-limit), sampling overrides (within what the checkpoint accepts: `ModelCapabilities`) and
-`timeout_s`. Each error carries a `cause` key (e.g. "object_mask:empty") that the node uses to
+limit), sampling overrides (within what the checkpoint accepts: `ModelCapabilities`),
+`timeout_s`, the number of hypotheses (`max_samples`) and depth + camera_info (layout, encoding,
+the image's size, calibrated intrinsics). Each error carries a `cause` key (e.g. "object_mask:empty") that the node uses to
 log each cause once.
 """
 
@@ -18,10 +19,15 @@ from typing import Any, Optional
 
 import numpy as np
 
+from mask2iv_ros.geometry.camera import PinholeCamera
 from mask2iv_ros.ros.capabilities import ModelCapabilities
+from mask2iv_ros.ros.depth_image import camera_from_camera_info, depth_image_to_metres
 from mask2iv_ros.ros.image_conversion import ImageConversionError, image_msg_to_mask, image_msg_to_rgb, is_empty
 from mask2iv_ros.ros.parameters import MODES, ImagineParameters
 from mask2iv_ros.ros.synchronizer import NANOSECONDS_PER_SECOND, stamp_to_ns
+
+
+_MAX_SEED = 2**63 - 1  # the pipeline's (mask2iv_ros.pipeline.validation.MAX_SEED)
 
 
 class InvalidInput(ValueError):
@@ -56,6 +62,10 @@ class ImagineRequest:
     sampling_overrides: dict[str, Any] = field(default_factory=dict)
     prompt_read: str = ""  # the part of the prompt the text encoder reads (differs when truncated)
     warnings: list[str] = field(default_factory=list)
+    num_samples: int = 1  # hypotheses (one batch; seeds seed, seed + 1, ...)
+    videos_for_all_samples: bool = False
+    depth_m: Optional[np.ndarray] = None  # float32 [H, W] metres (NaN = none), the image's grid
+    camera: Optional[PinholeCamera] = None  # with depth_m: the image's intrinsics
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         return dict(
@@ -68,6 +78,9 @@ class ImagineRequest:
             seed=self.seed,
             trajectory_only=self.trajectory_only,
             **self.sampling_overrides,
+            # only when asked for: pipeline stand-ins of one sample need not know these arguments
+            **(dict(num_samples=self.num_samples, videos_for_all_samples=self.videos_for_all_samples)
+               if self.num_samples > 1 else {}),
         )
 
 
@@ -191,6 +204,42 @@ def _prompt(prompt: str, prompt_source: str, params: ImagineParameters, caps: Mo
     ]
 
 
+def _num_samples(num_samples: int, params: ImagineParameters) -> int:
+    """0 or 1 = one hypothesis; at most the node's max_samples."""
+    if num_samples < 0:
+        raise InvalidInput("num_samples:range", f"num_samples: expected an int >= 0 (0 or 1 = one hypothesis), "
+                           f"got {num_samples}")
+    if num_samples > params.max_samples:
+        raise InvalidInput("num_samples:too_many",
+                           f"num_samples: {num_samples} hypotheses is above the node's max_samples limit of "
+                           f"{params.max_samples}; ask for at most {params.max_samples} (or raise max_samples)")
+    return max(1, int(num_samples))
+
+
+def _depth(depth_msg: Any, camera_info_msg: Any, image_shape: tuple[int, ...],
+           max_pixels: int) -> tuple[Optional[np.ndarray], Optional[PinholeCamera]]:
+    """(depth in metres, camera) of a goal's / topic set's depth, or (None, None) without one."""
+    if depth_msg is None or is_empty(depth_msg):
+        return None, None
+    _check_layout(depth_msg, "depth", max_pixels)
+    if (int(depth_msg.height), int(depth_msg.width)) != tuple(image_shape):
+        raise InvalidInput("depth:size", f"depth: expected the image's pixel grid, height x width {image_shape[0]} x "
+                           f"{image_shape[1]}, got {depth_msg.height} x {depth_msg.width}")
+    try:
+        depth_m = depth_image_to_metres(depth_msg, "depth")
+    except ImageConversionError as error:
+        raise InvalidInput(f"{error.field}:conversion", str(error)) from None
+    if camera_info_msg is None or not np.any(np.asarray(camera_info_msg.k, dtype=np.float64)):
+        raise InvalidInput("camera_info:missing", "camera_info: depth was given without the image's camera_info; "
+                           "expected a sensor_msgs/CameraInfo with the intrinsics k (all zero = none)")
+    try:
+        camera = camera_from_camera_info(camera_info_msg, "camera_info")
+        camera.check_image_size(*image_shape, field="image")
+    except ValueError as error:
+        raise InvalidInput(f"{str(error).split(':', 1)[0]}:invalid", str(error)) from None
+    return depth_m, camera
+
+
 def build_request(
     *,
     request_id: str,
@@ -210,6 +259,10 @@ def build_request(
     trajectory_only: bool = False,
     timeout_s: float = 0.0,
     prompt_source: str = "prompt",
+    num_samples: int = 0,
+    videos_for_all_samples: bool = False,
+    depth_msg: Any = None,
+    camera_info_msg: Any = None,
 ) -> ImagineRequest:
     """Check and convert one request; overrides <= 0 (seed < 0) fall back to `params`.
 
@@ -230,6 +283,7 @@ def build_request(
         raise InvalidInput("trajectory_only:no_video_model",
                            "trajectory_only: this checkpoint has no video model; set trajectory_only to true")
     frames, steps, guidance, overrides = _sampling(num_frames, num_inference_steps, guidance_scale, params, caps)
+    samples = _num_samples(num_samples, params)
 
     if image_msg is None or is_empty(image_msg):
         raise InvalidInput("image:missing", "image: expected a camera image, got an empty one (width or height 0)")
@@ -262,8 +316,13 @@ def build_request(
     if actor_mask_msg is not None and not is_empty(actor_mask_msg):
         actor_mask = _mask(actor_mask_msg, "actor_mask", image.shape[:2], params.max_input_pixels, object_like=False)
 
+    depth_m, camera = _depth(depth_msg, camera_info_msg, image.shape[:2], params.max_input_pixels)
+
     if seed < 0:
         seed = params.seed if params.seed >= 0 else secrets.randbelow(2**31)
+    if seed > _MAX_SEED - samples + 1:
+        raise InvalidInput("seed:range", f"seed: {samples} hypotheses use seeds seed .. seed + {samples - 1}; expected "
+                           f"seed <= {_MAX_SEED - samples + 1}, got {seed}")
     return ImagineRequest(
         request_id=request_id,
         stamp=image_msg.header.stamp,
@@ -283,4 +342,8 @@ def build_request(
         sampling_overrides=overrides,
         prompt_read=prompt_read,
         warnings=warnings,
+        num_samples=samples,
+        videos_for_all_samples=bool(videos_for_all_samples),
+        depth_m=depth_m,
+        camera=camera,
     )

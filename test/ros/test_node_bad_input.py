@@ -52,6 +52,32 @@ def tiny_image(h):
     return h.goal(image=np.zeros((4, 6, 3), np.uint8), object_mask=np.eye(4, 6, dtype=bool))
 
 
+def with_depth(h, depth, camera_info=True):
+    from mask2iv_ros.geometry.synthetic import default_camera
+    from mask2iv_ros.ros.depth_image import camera_info_msg, depth_to_image_msg
+
+    goal = h.goal()
+    goal.depth = depth_to_image_msg(depth, goal.image.header)
+    if camera_info:
+        goal.camera_info = camera_info_msg(default_camera(*SIZE), goal.image.header)
+    return goal
+
+
+def depth_bad_encoding(h):
+    goal = with_depth(h, np.ones(SIZE, np.uint16))
+    goal.depth.encoding = "mono8"
+    return goal
+
+
+def camera_info_of_another_size(h):
+    from mask2iv_ros.geometry.synthetic import default_camera
+    from mask2iv_ros.ros.depth_image import camera_info_msg
+
+    goal = with_depth(h, np.ones(SIZE, np.uint16))
+    goal.camera_info = camera_info_msg(default_camera(SIZE[0] * 2, SIZE[1] * 2), goal.image.header)
+    return goal
+
+
 BAD_GOALS = [
     (wrong_encoding, "image.encoding:conversion", "image.encoding: expected a colour image encoding"),
     (mask_size_differs, "object_mask:size", "object_mask: expected a mask of height x width 32 x 48 matching image, got 32 x 40"),
@@ -70,6 +96,15 @@ BAD_GOALS = [
     (lambda h: h.goal(num_inference_steps=5000), "num_inference_steps:range", "num_inference_steps: expected an int in [1, 1000]"),
     (lambda h: h.goal(guidance_scale=500.0), "guidance_scale:range", "guidance_scale: expected a number in (0, 100]"),
     (lambda h: h.goal(timeout_s=-1.0), "timeout_s:range", "timeout_s: expected seconds >= 0 (0 = no deadline), got -1.0"),
+    # issue 12: hypotheses and depth
+    (lambda h: h.goal(num_samples=9), "num_samples:too_many", "num_samples: 9 hypotheses is above the node's max_samples limit of 8"),
+    (lambda h: h.goal(num_samples=-2), "num_samples:range", "num_samples: expected an int >= 0 (0 or 1 = one hypothesis), got -2"),
+    (lambda h: with_depth(h, np.ones(SIZE, np.uint16), camera_info=False), "camera_info:missing",
+     "camera_info: depth was given without the image's camera_info"),
+    (lambda h: with_depth(h, np.ones((SIZE[0], SIZE[1] - 8), np.float32)), "depth:size",
+     "depth: expected the image's pixel grid, height x width 32 x 48, got 32 x 40"),
+    (depth_bad_encoding, "depth.encoding:conversion", "depth.encoding: expected a depth encoding"),
+    (camera_info_of_another_size, "image:invalid", "image: expected an image of the camera_info size (64, 96), got (32, 48)"),
 ]
 
 

@@ -140,3 +140,45 @@ def test_planner_example_against_a_node_process(tmp_path):
         returncode = node.wait(timeout=20)
         log.close()
     assert returncode == 0
+
+
+def test_planner_3d_example_asks_for_four_hypotheses_with_depth(tmp_path):
+    """examples/plan_in_3d.py against a node process: 4 ranked hypotheses, their agreement, and the
+    object paths in metres on the example's table plane (0.6 m below a camera pitched 60 degrees)."""
+    import re
+
+    import numpy as np
+
+    from mask2iv_ros.geometry.synthetic import tabletop_plane
+
+    namespace = f"/planner_3d_test_{os.getpid()}"
+    log = open(tmp_path / "node.log", "w+")
+    node = subprocess.Popen(
+        NODE + ["-r", f"__ns:={namespace}", *TINY, "-p", "num_inference_steps:=2"],
+        env=child_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        example = subprocess.run(
+            [sys.executable, str(REPO / "examples" / "plan_in_3d.py"), "--action", f"{namespace}/imagine",
+             "--samples", "4", "--timeout", "120"],
+            env=child_env(), capture_output=True, text=True, timeout=240,
+        )
+        log.seek(0)
+        assert example.returncode == 0, example.stdout + example.stderr + log.read()
+    finally:
+        node.send_signal(signal.SIGINT)
+        returncode = node.wait(timeout=20)
+        log.close()
+    assert returncode == 0
+    out = example.stdout
+    summary = re.search(r"^4 hypotheses, ranked by medoid_object_iou; agreement ([0-9.]+)", out, re.M)
+    assert summary and 0.0 <= float(summary.group(1)) <= 1.0, out
+    ranks = re.findall(r"^hypothesis (\d): seed (\d+), score ([0-9.]+)", out, re.M)
+    assert [int(r[0]) for r in ranks] == [0, 1, 2, 3] and sorted(int(r[1]) for r in ranks) == [0, 1, 2, 3], out
+    scores = [float(r[2]) for r in ranks]
+    assert scores == sorted(scores, reverse=True)
+    assert len(re.findall(r"^  frame \d: object ", out, re.M)) == 4 * 4   # 4 frames per hypothesis
+    points = np.array(re.findall(r"object \(([-+0-9.]+), ([-+0-9.]+), ([-+0-9.]+)\) m", out), float)
+    assert len(points) > 0, out
+    plane = tabletop_plane(0.6, 60.0)
+    assert np.abs(points @ plane[:3] + plane[3]).max() < 0.005   # printed in mm precision, on the table

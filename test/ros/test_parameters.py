@@ -44,6 +44,10 @@ def test_defaults_are_valid_and_every_field_is_described():
         ("sync_slop_s", -0.1),
         ("image_topic", ""),
         ("model_path", ""),
+        ("max_samples", 0),
+        ("max_samples", 65),
+        ("num_samples", 9),   # above the default max_samples 8
+        ("depth_topic", ""),
     ],
 )
 def test_bad_value_names_the_parameter(name, value):
@@ -55,3 +59,11 @@ def test_rate_trigger_needs_positive_rate():
     with pytest.raises(ValueError, match="max_rate_hz"):
         ImagineParameters(trigger="rate", max_rate_hz=0.0).validate()
     ImagineParameters(device="cuda:1", trigger="rate", max_rate_hz=2.0).validate()
+
+
+def test_max_samples_limit_is_the_pipelines():
+    from mask2iv_ros.pipeline.validation import MAX_SAMPLES
+    from mask2iv_ros.ros.parameters import MAX_SAMPLES_LIMIT
+
+    assert MAX_SAMPLES_LIMIT == MAX_SAMPLES
+    ImagineParameters(max_samples=MAX_SAMPLES, num_samples=MAX_SAMPLES).validate()

@@ -1,0 +1,120 @@
+"""What several hypotheses per call cost against one (``pipe(..., num_samples=N)``).
+
+The N samples run as one batch through the trajectory UNet (N x 2 with classifier-free
+guidance); stage 2 runs for the first-ranked sample only, or for all of them with
+``videos_for_all_samples``. Prints, per N, the median seconds of a call and its ratio to
+N = 1: a ratio well under N means batching pays (a GPU has idle width at batch 2; a CPU that is
+already busy with one sample gains little).
+
+    python benchmarks/bench_hypotheses.py                    # embedded default, CPU (+ CUDA)
+    python benchmarks/bench_hypotheses.py --samples 1 2 4 --steps 25 --repeats 3
+    python benchmarks/bench_hypotheses.py --tiny --steps 2 --repeats 1   # the tests' pipeline
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from mask2iv_ros.demo import EMBEDDED_MODEL
+from mask2iv_ros.pipeline import Mask2IVPipeline, build_tiny_pipeline
+
+VARIANTS = (  # (name, call keywords)
+    ("trajectories only", dict(trajectory_only=True)),
+    ("+ video of the first", dict()),
+    ("+ videos of all", dict(videos_for_all_samples=True)),
+)
+
+
+def scene(resolution: tuple[int, int]):
+    """A grey table, a red block, and a placement mask to its left (as bench_pipeline.py)."""
+    import numpy as np
+    h, w = resolution
+    image = np.full((h, w, 3), 140, np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[h // 2: h // 2 + h // 8, w // 2: w // 2 + w // 8] = True
+    image[mask] = (200, 30, 30)
+    placement = np.roll(mask, -w // 4, axis=1)
+    return image, mask, placement
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(pipe: Mask2IVPipeline, num_samples: int, steps: int | None, repeats: int,
+                     **variant) -> float:
+    """Median wall seconds of one call with ``num_samples`` hypotheses (after a warm-up call)."""
+    image, mask, placement = scene(pipe.resolution)
+    kwargs = dict(num_inference_steps=steps, seed=0, num_samples=num_samples, **variant)
+    if "position" in pipe.modes:
+        kwargs["placement_mask"] = placement
+    else:
+        kwargs["prompt"] = "push the red block to the left"
+    pipe(image, mask, **{**kwargs, "num_inference_steps": 1})   # warm-up at this batch size
+    times = []
+    for _ in range(repeats):
+        _synchronize(pipe.device)
+        start = time.perf_counter()
+        pipe(image, mask, **kwargs)
+        _synchronize(pipe.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def table(build: Callable[[], Mask2IVPipeline], name: str, devices: list[str],
+          samples: list[int], steps: int | None, repeats: int) -> list[str]:
+    lines = []
+    for device in devices:
+        pipe = build().to(device)
+        steps_used = pipe.sampling_settings(steps)["num_inference_steps"]
+        h, w = pipe.resolution
+        for variant, keywords in VARIANTS:
+            base = None
+            for count in samples:
+                seconds = seconds_per_call(pipe, count, steps, repeats, **keywords)
+                base = seconds if base is None else base
+                ratio = seconds / base
+                lines.append(f"| {name} | {device} | {h}x{w} x {pipe.config.num_frames}, "
+                             f"{steps_used} steps | {variant} | {count} | {seconds:.2f} | "
+                             f"{ratio:.2f} | {count / ratio:.2f} |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, nargs="+", default=[1, 2, 4],
+                        help="hypotheses per call; the first is the reference (default 1 2 4)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="DDIM steps per stage (default: the model's recorded setting)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tests' tiny random pipeline instead of the embedded default")
+    parser.add_argument("--device", nargs="+", default=None,
+                        help="devices (default: cpu, and cuda where present)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared machine more threads than "
+                             "free cores make OpenMP spin, and every timing 10x noisier)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if args.tiny:
+        name, build = "tiny random (tests)", lambda: build_tiny_pipeline()
+    else:
+        name, build = "embedded default", lambda: Mask2IVPipeline.from_pretrained(EMBEDDED_MODEL)
+    print(f"torch threads: {torch.get_num_threads()}, median of {args.repeats}; ratio = seconds / "
+          f"seconds at N = {args.samples[0]}; speed-up = N / ratio (N separate calls = N)")
+    print("| model | device | resolution x frames, steps | stages | N | s per call | ratio | "
+          "speed-up vs N calls |")
+    print("|---|---|---|---|---|---|---|---|")
+    for line in table(build, name, devices, args.samples, args.steps, args.repeats):
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
