@@ -6,8 +6,8 @@ answered at once with an error naming the field, and never occupies the model: m
 empty, not covering the whole image), mode, prompt (present; within the text encoder's token
 limit), sampling overrides (within what the checkpoint accepts: `ModelCapabilities`),
 `timeout_s`, the number of hypotheses (`max_samples`) and depth + camera_info (layout, encoding,
-the image's size, calibrated intrinsics). Each error carries a `cause` key (e.g. "object_mask:empty") that the node uses to
-log each cause once.
+the image's size, calibrated intrinsics). Each error carries a `cause` key (e.g.
+"object_mask:empty") that the node uses to log each cause once.
 """
 
 from __future__ import annotations
@@ -234,9 +234,12 @@ def _depth(depth_msg: Any, camera_info_msg: Any, image_shape: tuple[int, ...],
                            "expected a sensor_msgs/CameraInfo with the intrinsics k (all zero = none)")
     try:
         camera = camera_from_camera_info(camera_info_msg, "camera_info")
-        camera.check_image_size(*image_shape, field="image")
     except ValueError as error:
         raise InvalidInput(f"{str(error).split(':', 1)[0]}:invalid", str(error)) from None
+    try:
+        camera.check_image_size(*image_shape, field="image")
+    except ValueError as error:
+        raise InvalidInput("camera_info:size", str(error)) from None
     return depth_m, camera
 
 

@@ -31,7 +31,8 @@ def write_rollout_bag(path, imaginations):
                 header=header, request_id=f"topic-{stamp}", input_stamp=header.stamp,
                 mask_trajectory=build.trajectory(actor, obj, header, fps), video_frames=[], fps=fps, mode="position",
                 prompt="", num_frames=len(obj), num_inference_steps=4, guidance_scale=1.0, seed=0, model_id="test",
-                trajectory_seconds=0.1, video_seconds=0.0, total_seconds=0.1)
+                trajectory_seconds=0.1, video_seconds=0.0, total_seconds=0.1, hypothesis_index=0, num_hypotheses=1,
+                hypothesis_score=1.0, agreement=1.0, ranking="single")
             writer.write(connection, stamp, typestore.serialize_cdr(rollout, msgtype))
     return path
 

@@ -104,7 +104,7 @@ BAD_GOALS = [
     (lambda h: with_depth(h, np.ones((SIZE[0], SIZE[1] - 8), np.float32)), "depth:size",
      "depth: expected the image's pixel grid, height x width 32 x 48, got 32 x 40"),
     (depth_bad_encoding, "depth.encoding:conversion", "depth.encoding: expected a depth encoding"),
-    (camera_info_of_another_size, "image:invalid", "image: expected an image of the camera_info size (64, 96), got (32, 48)"),
+    (camera_info_of_another_size, "camera_info:size", "image: expected an image of the camera_info size (64, 96), got (32, 48)"),
 ]
 
 
