@@ -21,7 +21,11 @@ test: bootstrap
 	@$(ACTIVATE) && python -m pytest test -q
 
 benchmark: bootstrap
-	@$(ACTIVATE) && for b in benchmarks/*.py; do echo "== $$b"; python $$b || exit 1; done
+	@# gpu_paper_scale needs CUDA (its CPU tiny mode stands in); bench_transport's full sweep
+	@# takes minutes, --quick prints the same table on fewer rollouts.
+	@$(ACTIVATE) && for b in benchmarks/*.py; do echo "== $$b"; args=; \
+	  case $$b in */gpu_paper_scale.py) python -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" || args="--device cpu --tiny --quick";; \
+	  */bench_transport.py) args=--quick;; esac; python $$b $$args || exit 1; done
 
 clean:
 	rm -rf .ros $(VENV) .pytest_cache
