@@ -26,10 +26,8 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -40,7 +38,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from mask2iv_ros.pipeline.conditioning import model_input
 from mask2iv_ros.pipeline.sampling import dynamic_rescale_schedule
@@ -63,7 +60,7 @@ from .image_context import ImageContextModel
 from .losses import rescale_x0, weighted_diffusion_loss
 from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import StageInputs
-from .time_budget import TimeBudget
+from .loop import run_training
 
 logger = logging.getLogger(__name__)
 
@@ -339,69 +336,10 @@ class Trainer:
         return step_loss, grad_norm
 
     def train(self, stop_after: Optional[int] = None) -> list[float]:
-        """Run until ``max_steps``; ``stop_after`` returns early right after that step without
-        checkpointing or exporting (what a kill leaves behind; used by the resume test).
-        Returns the losses logged by this call (main process; others get an empty list)."""
-        cfg, acc = self.config, self.accelerator
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-        batches = self._batches()
-        progress = tqdm(total=cfg.max_steps, initial=self.global_step, desc=cfg.stage,
-                        disable=not self.show_progress, dynamic_ncols=True)
-        logged: list[float] = []
-        window_loss = torch.zeros((), device=self.device)
-        window_steps, window_start = 0, time.perf_counter()
-        budget = TimeBudget(cfg.time_budget_minutes, cfg.max_steps, cfg.time_budget_probe_steps) \
-            if cfg.time_budget_minutes and self.global_step == 0 else None
-        while self.global_step < cfg.max_steps:
-            step_loss, grad_norm = self.train_step(batches)
-            window_loss += step_loss
-            window_steps += 1
-            progress.update(1)
-            step = self.global_step
-            if budget is not None:
-                fitted = budget.observe(step, self._synchronize)
-                if fitted is not None:
-                    self.set_max_steps(fitted)
-                    progress.total = cfg.max_steps
-                    progress.refresh()
-                    budget = None
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                # One host sync per logging interval (not per step).
-                loss = acc.reduce(window_loss / window_steps, reduction="mean").item()
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"training loss is {loss} at step {step}")
-                seconds = (time.perf_counter() - window_start) / window_steps
-                lr = self.lr_scheduler.get_last_lr()[0]
-                if acc.is_main_process:
-                    self.metrics.append({"step": step, "loss": loss, "lr": lr,
-                                         "grad_norm": float(grad_norm) if grad_norm is not None
-                                         else "", "seconds_per_step": seconds})
-                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-                logged.append(loss)
-                window_loss.zero_()
-                window_steps, window_start = 0, time.perf_counter()
-            if acc.is_main_process and step % cfg.plot_every == 0:
-                self.plot()
-            if stop_after is not None and step >= stop_after:
-                progress.close()
-                return logged
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                self.save_checkpoint()
-        progress.close()
-        if acc.is_main_process:
-            self.plot()
-        if cfg.export_at_end:
-            self.export()
-        return logged
-
-    def _synchronize(self, value: float) -> float:
-        """Wait for the device, then ``value`` averaged over processes (one host sync)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return float(self.accelerator.reduce(torch.tensor(value, device=self.device),
-                                             reduction="mean").item())
+        """Run until ``max_steps`` (checkpointing, logging, plotting, exporting at the end);
+        ``stop_after`` returns right after that step without checkpoint or export (what a kill
+        leaves behind). Returns the losses logged by this call (main process)."""
+        return run_training(self, self.config.stage, "training loss", stop_after)
 
     def set_max_steps(self, max_steps: int) -> None:
         """Shorten the run to ``max_steps`` (time budget): the LR schedule is rebuilt for the
