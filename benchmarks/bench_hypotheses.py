@@ -13,8 +13,10 @@ already busy with one sample gains little).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -29,16 +31,13 @@ VARIANTS = (  # (name, call keywords)
 )
 
 
-def scene(resolution: tuple[int, int]):
-    """A grey table, a red block, and a placement mask to its left (as bench_pipeline.py)."""
-    import numpy as np
-    h, w = resolution
-    image = np.full((h, w, 3), 140, np.uint8)
-    mask = np.zeros((h, w), bool)
-    mask[h // 2: h // 2 + h // 8, w // 2: w // 2 + w // 8] = True
-    image[mask] = (200, 30, 30)
-    placement = np.roll(mask, -w // 4, axis=1)
-    return image, mask, placement
+# The benchmarks' shared test scene lives in bench_pipeline.py (loaded by path: the
+# benchmarks are scripts, not a package).
+_bench_pipeline_spec = importlib.util.spec_from_file_location(
+    "bench_pipeline", Path(__file__).with_name("bench_pipeline.py"))
+_bench_pipeline = importlib.util.module_from_spec(_bench_pipeline_spec)
+_bench_pipeline_spec.loader.exec_module(_bench_pipeline)
+scene = _bench_pipeline.scene
 
 
 def _synchronize(device: torch.device) -> None:

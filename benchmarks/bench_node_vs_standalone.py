@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -38,14 +39,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def scene(resolution: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A grey table, a red block, and a placement mask to its left (as benchmarks/bench_pipeline.py)."""
-    h, w = resolution
-    image = np.full((h, w, 3), 140, np.uint8)
-    mask = np.zeros((h, w), bool)
-    mask[h // 2: h // 2 + h // 8, w // 2: w // 2 + w // 8] = True
-    image[mask] = (200, 30, 30)
-    return image, mask, np.roll(mask, -w // 4, axis=1)
+# The benchmarks' shared test scene lives in bench_pipeline.py (loaded by path: the
+# benchmarks are scripts, not a package).
+_bench_pipeline_spec = importlib.util.spec_from_file_location(
+    "bench_pipeline", Path(__file__).with_name("bench_pipeline.py"))
+_bench_pipeline = importlib.util.module_from_spec(_bench_pipeline_spec)
+_bench_pipeline_spec.loader.exec_module(_bench_pipeline)
+scene = _bench_pipeline.scene
 
 
 # ---- the standalone side: a plain process calling the pipeline on its main thread -------------
