@@ -36,13 +36,27 @@ class ImagineClient:
         self.context = context
         self.node = rclpy.create_node(node_name, context=context)
         self.action_client = ActionClient(self.node, Imagine, action_name)
+        self._feedback_topic = f"{self.node.resolve_topic_name(action_name)}/_action/feedback"
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._executor.spin, name="imagine-client-spin", daemon=True)
         self._spinner.start()
 
     def wait_for_server(self, timeout_s: float = 30.0) -> bool:
-        return self.action_client.wait_for_server(timeout_sec=timeout_s)
+        """True once the action's services and its feedback topic are both matched.
+
+        rclpy's own wait checks the services only; a goal sent before the feedback topic is
+        discovered loses its early feedback, and on a loaded machine the server may not yet see
+        this client listening (imagine_node aborts goals nobody listens to).
+        """
+        deadline = time.monotonic() + timeout_s
+        if not self.action_client.wait_for_server(timeout_sec=timeout_s):
+            return False
+        while self.node.count_publishers(self._feedback_topic) == 0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def make_goal(
         self,

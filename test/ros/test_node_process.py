@@ -101,7 +101,8 @@ def test_sigint_while_a_goal_runs_answers_the_client_and_exits_cleanly(tmp_path,
             handle = wait_future(client.action_client.send_goal_async(goal, feedback_callback=feedback.append),
                                  30.0, "goal response")
             result_future = handle.get_result_async()
-            wait_for(lambda: feedback, 60.0, "the goal running")
+            wait_for(lambda: feedback or result_future.done(), 60.0, "the goal running")
+            assert feedback, f"the goal ended before any feedback: {result_future.result().result}"
             node.send_signal(signal.SIGINT)
             result = wait_future(result_future, 30.0, "result after SIGINT").result
             assert (result.status, result.error) == ("canceled", "imagine_node is shutting down (SIGINT)")
