@@ -247,8 +247,16 @@ class EMAConfig:
     export_ema: bool = True
 
 
+def _require(cond: bool, key: str, expected: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """The run fields that ``mask2iv-train`` and ``mask2iv-distill`` share (what the step loop
+    in :mod:`mask2iv_ros.training.loop` reads), with their checks and YAML (de)serialisation."""
+
     stage: Literal["trajectory_text", "trajectory_position", "video"] = "trajectory_text"
     output_dir: str = "runs/mask2iv"
     seed: int = 0
@@ -269,6 +277,58 @@ class TrainConfig:
     # Pipeline checkpoint folder the trained UNet is written into (default: output_dir/pipeline).
     export_dir: Optional[str] = None
     export_at_end: bool = True
+
+    @property
+    def component(self) -> str:
+        """Pipeline component this run trains (trajectory_unet_text / ..._position / video_unet)."""
+        return STAGE_COMPONENT[self.stage]
+
+    @property
+    def resolved_export_dir(self) -> Path:
+        return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "pipeline"
+
+    def validate_run(self) -> None:
+        """Checks of the shared run fields."""
+        for key in ("max_steps", "log_every", "checkpoint_every", "keep_last_checkpoints",
+                    "plot_every"):
+            _require(getattr(self, key) > 0, key, "a positive integer", getattr(self, key))
+        if self.time_budget_minutes is not None:
+            _require(self.time_budget_minutes > 0, "time_budget_minutes",
+                     "a positive number of minutes or null", self.time_budget_minutes)
+        _require(self.time_budget_probe_steps >= 5, "time_budget_probe_steps", "an integer >= 5",
+                 self.time_budget_probe_steps)
+
+    def validate(self) -> None:
+        self.validate_run()
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        config = _build(cls, data, prefix="")
+        config.validate()
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: Sequence[str] = ()):
+        """Read a YAML config, apply ``key=value`` overrides (dotted keys) and validate."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"--config: no such file {str(path)!r}")
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        return cls.from_dict(apply_overrides(data, overrides))
+
+
+@dataclass
+class TrainConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -278,11 +338,6 @@ class TrainConfig:
     ema: EMAConfig = field(default_factory=EMAConfig)
 
     # ------------------------------------------------------------------ derived
-    @property
-    def component(self) -> str:
-        """Pipeline component this run trains (trajectory_unet_text / ..._position / video_unet)."""
-        return STAGE_COMPONENT[self.stage]
-
     @property
     def is_trajectory_stage(self) -> bool:
         return self.stage != "video"
@@ -297,23 +352,12 @@ class TrainConfig:
         """The UNet also attends to CLIP image tokens of the first frame (model.image_encoder)."""
         return self.model.image_encoder.type != "none"
 
-    @property
-    def resolved_export_dir(self) -> Path:
-        return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "pipeline"
-
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Cross-field checks; per-field types are checked while loading."""
-
-        def require(cond: bool, key: str, expected: str, value: Any) -> None:
-            if not cond:
-                raise ConfigError(f"{key}: expected {expected}, got {value!r}")
-
-        for key, value in (("max_steps", self.max_steps), ("log_every", self.log_every),
-                           ("checkpoint_every", self.checkpoint_every),
-                           ("keep_last_checkpoints", self.keep_last_checkpoints),
-                           ("plot_every", self.plot_every),
-                           ("data.num_frames", self.data.num_frames),
+        require = _require
+        self.validate_run()
+        for key, value in (("data.num_frames", self.data.num_frames),
                            ("data.height", self.data.height), ("data.width", self.data.width),
                            ("data.fps", self.data.fps),
                            ("data.frame_stride", self.data.frame_stride),
@@ -323,11 +367,6 @@ class TrainConfig:
                             self.optim.gradient_accumulation_steps),
                            ("diffusion.num_train_timesteps", self.diffusion.num_train_timesteps)):
             require(value > 0, key, "a positive integer", value)
-        if self.time_budget_minutes is not None:
-            require(self.time_budget_minutes > 0, "time_budget_minutes",
-                    "a positive number of minutes or null", self.time_budget_minutes)
-        require(self.time_budget_probe_steps >= 5, "time_budget_probe_steps", "an integer >= 5",
-                self.time_budget_probe_steps)
         for key, value in (("data.height", self.data.height), ("data.width", self.data.width)):
             require(value % 8 == 0, key, "a multiple of 8 (VAE downsampling)", value)
         require(0.0 <= self.data.test_fraction < 1.0, "data.test_fraction", "a fraction in [0, 1)",
@@ -393,33 +432,14 @@ class TrainConfig:
             value = getattr(projection, key)
             require(value > 0, f"model.image_projection.{key}", "a positive integer", value)
 
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        config = _build(cls, data, prefix="")
-        config.validate()
-        return config
 
 
 # ---------------------------------------------------------------------- loading
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config, apply ``key=value`` overrides (dotted keys) and validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: no such file {str(path)!r}")
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return TrainConfig.from_dict(apply_overrides(data, overrides))
+    """Read a training YAML, apply ``key=value`` overrides (dotted keys) and validate."""
+    return TrainConfig.load(path, overrides)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict:

@@ -26,44 +26,33 @@ without guidance (the recorded defaults).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from diffusers import LCMScheduler
-from diffusers.optimization import get_scheduler
 from torch import nn
-from torch.utils.data import DataLoader
 
 from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.pipeline import Mask2IVPipeline
 from mask2iv_ros.pipeline.conditioning import model_input, pt_condition
 from mask2iv_ros.pipeline.context import image_tokens, text_tokens
 
-from . import checkpoint as ckpt
 from . import lcd
 from .components import freeze
 from .config import DiffusionConfig
-from .data_order import DataPosition, EpochIndexed, ResumableBatchSampler
-from .dataset import build_dataset, collate
+from .dataset import build_dataset
 from .distill_config import DistillConfig, load_distill_config
 from .distill_export import export_student
 from .ema import ParameterEMA
 from .export import cpu_unet_copy
-from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import DiffusionInputs, StageInputs
-from .loop import run_training
-from .train import resolve_mixed_precision
+from .loop import StepTrainer, parse_run_args
 
 logger = logging.getLogger(__name__)
 # Classifier-free guidance of folders that record no sampling defaults (the pipeline's former
@@ -109,22 +98,17 @@ class LCDModules(nn.Module):
         self.target = target
 
 
-class Distiller:
+class Distiller(StepTrainer):
     """Builds the teacher, student, target network and data from a :class:`DistillConfig` and
     runs latent consistency distillation."""
 
+    loss_name = "distillation loss"
+
     def __init__(self, config: DistillConfig, resume: bool = False,
                  show_progress: bool = True) -> None:
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        self.checkpoint_root = self.output_dir / "checkpoints"
-        self.accelerator = Accelerator(
-            mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
-            cpu=config.cpu)
+        self._start_run(config, show_progress)
         acc = self.accelerator
-        self.device = acc.device
-        self.show_progress = show_progress and acc.is_local_main_process
-        set_seed(config.seed)
+        self.description = f"distill {config.stage}"
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(acc.mixed_precision)
         self.autocast_dtype = autocast_dtype
 
@@ -171,31 +155,12 @@ class Distiller:
         self.teacher_folder = Path(config.teacher)
         del teacher_pipe, teacher_unet
 
-        optim = config.optim
-        optimizer = torch.optim.AdamW(student.parameters(), lr=optim.lr, betas=tuple(optim.betas),
-                                      eps=optim.eps, weight_decay=optim.weight_decay)
-        self.lr_scheduler = get_scheduler(optim.lr_scheduler, optimizer,
-                                          num_warmup_steps=optim.warmup_steps,
-                                          num_training_steps=config.max_steps)
-        self.student, self.optimizer = acc.prepare(student, optimizer)
+        self.student = self._prepare_optimizer(student, list(student.parameters()))
         self.target = target.to(self.device)
         self.lcd_modules = LCDModules(self.unwrapped_student, self.target)
         self.ema = ParameterEMA(self.unwrapped_student, config.ema.decay, config.ema.warmup) \
             if config.ema.enabled else None
-        set_seed(config.seed, device_specific=True)
-        rank_seed = config.seed + 1_000_003 * acc.process_index
-        self.generator = torch.Generator(device=self.device).manual_seed(rank_seed)
-        self.host_rng = np.random.default_rng([config.seed, acc.process_index])
-
-        self.dataset = EpochIndexed(build_dataset(self.train_config, acc))
-        self.global_step = 0
-        self.position = DataPosition()
-        if resume:
-            self._resume()
-        self.metrics = MetricsLog(self.output_dir / "metrics.csv", resume_step=self.global_step) \
-            if acc.is_main_process else None
-        self.sampler = ResumableBatchSampler(len(self.dataset), optim.batch_size, config.seed,
-                                             acc.process_index, acc.num_processes, self.position)
+        self._start_data(build_dataset(self.train_config, acc), resume)
 
     # ------------------------------------------------------------------ set-up helpers
     def _check_teacher(self, pipe: Mask2IVPipeline) -> None:
@@ -218,53 +183,28 @@ class Distiller:
     def unwrapped_student(self) -> VideoUNet:
         return self.accelerator.unwrap_model(self.student)
 
+    # ------------------------------------------------------------------ StepTrainer hooks
     @property
-    def generators(self) -> dict[str, Any]:
-        return {"noise": self.generator, "host": self.host_rng}
+    def _trained_module(self) -> nn.Module:
+        return self.student
 
-    # ------------------------------------------------------------------ checkpoints
-    def _resume(self) -> None:
-        folder = ckpt.latest_checkpoint(self.checkpoint_root)
-        if folder is None:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {self.checkpoint_root}")
-        state, ema_state = ckpt.load_checkpoint(folder, self.accelerator, model=self.lcd_modules,
-                                                optimizer=self.optimizer,
-                                                generators=self.generators)
-        self.global_step = int(state["global_step"])
-        self.position = DataPosition(**state["data_position"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        scaler = self.accelerator.scaler
-        if scaler is not None and state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
+    @property
+    def _checkpoint_module(self) -> nn.Module:
+        return self.lcd_modules
+
+    def _after_optimizer_step(self) -> None:
+        """The target network and the optional slow EMA follow the student."""
+        lcd.update_target(self.target, self.unwrapped_student, self.config.lcd.target_decay)
         if self.ema is not None:
-            if ema_state is None:
-                raise ValueError(f"--resume: ema.enabled but {folder} has no ema.safetensors")
-            self.ema.load_state_dict(ema_state, state["ema_num_updates"])
-        if int(state.get("max_steps", self.config.max_steps)) != self.config.max_steps:
-            # the fitted length of a time-budgeted run (train() records it in config.yaml)
-            self.set_max_steps(int(state["max_steps"]), write_config=False)
-        logger.info("resumed from %s (step %d)", folder, self.global_step)
+            self.ema.update(self.unwrapped_student)
 
-    def save_checkpoint(self) -> Path:
-        scaler = self.accelerator.scaler
-        state = {
-            "global_step": self.global_step,
-            "max_steps": self.config.max_steps,
-            "data_position": vars(self.position),
-            "lr_scheduler": self.lr_scheduler.state_dict(),
-            "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "ema_num_updates": self.ema.num_updates if self.ema is not None else 0,
-            "num_processes": self.accelerator.num_processes,
-            "stage": self.config.stage,
-            "kind": "lcd",
-        }
-        return ckpt.save_checkpoint(
-            self.checkpoint_root, self.global_step, self.accelerator,
-            config_yaml=self.config.to_yaml(), model=self.lcd_modules, optimizer=self.optimizer,
-            trainer_state=state, generators=self.generators,
-            ema_state=self.ema.state_dict() if self.ema is not None else None,
-            keep_last=self.config.keep_last_checkpoints)
+    def _checkpoint_extra(self) -> dict:
+        return {"kind": "lcd"}
 
+    def _plot_title(self) -> str:
+        return f"consistency distillation: {self.config.stage} ({self.config.component})"
+
+    # ------------------------------------------------------------------ export
     def exported_unet(self) -> VideoUNet:
         """fp32 CPU copy of the weights ``lcd.export_weights`` names."""
         which = self.config.lcd.export_weights
@@ -380,86 +320,14 @@ class Distiller:
         return lcd.consistency_loss(prediction, target, self.config.lcd.loss,
                                     self.config.lcd.huber_c, cond.loss_weights)
 
-    # ------------------------------------------------------------------ optimisation
-    def _batches(self):
-        loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
-                            num_workers=self.config.data.num_workers,
-                            pin_memory=self.device.type == "cuda",
-                            persistent_workers=self.config.data.num_workers > 0,
-                            generator=torch.Generator().manual_seed(self.config.seed))
-        return iter(loader)
-
-    def train_step(self, batches) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """One optimizer step over ``gradient_accumulation_steps`` micro-batches, then the
-        target network and the optional slow EMA follow the student."""
-        acc, accum = self.accelerator, self.config.optim.gradient_accumulation_steps
-        self.student.train()
-        step_loss = torch.zeros((), device=self.device)
-        for micro in range(accum):
-            batch = next(batches)
-            self.position = self.sampler.advance(self.position)
-            sync = micro == accum - 1
-            with acc.no_sync(self.student) if not sync else contextlib.nullcontext():
-                loss = self._loss(batch)
-                acc.backward(loss / accum)
-            step_loss += loss.detach() / accum
-        grad_norm = None
-        if self.config.optim.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(self.student.parameters(),
-                                            self.config.optim.max_grad_norm)
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        lcd.update_target(self.target, self.unwrapped_student, self.config.lcd.target_decay)
-        if self.ema is not None:
-            self.ema.update(self.unwrapped_student)
-        self.global_step += 1
-        return step_loss, grad_norm
-
-    def train(self, stop_after: Optional[int] = None) -> list[float]:
-        """Run until ``max_steps`` (checkpointing, logging, plotting, exporting at the end);
-        ``stop_after`` returns right after that step without checkpoint or export (what a kill
-        leaves behind). Returns the losses logged by this call (main process)."""
-        return run_training(self, f"distill {self.config.stage}", "distillation loss", stop_after)
-
-    def set_max_steps(self, max_steps: int, write_config: bool = True) -> None:
-        """Shorten the run (time budget): the LR schedule is rebuilt for the new length and
-        brought to the current step; checkpoints record the new value for --resume."""
-        cfg = self.config
-        logger.info("max_steps %d -> %d", cfg.max_steps, max_steps)
-        cfg.max_steps = int(max_steps)
-        self.lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, self.optimizer,
-                                          num_warmup_steps=cfg.optim.warmup_steps,
-                                          num_training_steps=cfg.max_steps)
-        with warnings.catch_warnings():  # "step() before optimizer.step()": replaying steps
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(self.global_step):
-                self.lr_scheduler.step()
-        if write_config and self.accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-
-    def plot(self) -> Path:
-        return plot_loss_curve(self.output_dir / "metrics.csv", self.output_dir / "loss.png",
-                               title=f"consistency distillation: {self.config.stage} "
-                                     f"({self.config.component})")
-
 
 # ---------------------------------------------------------------------- CLI
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mask2iv-distill", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="distillation YAML (see training/)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. lcd.num_ddim_timesteps=20 (repeatable)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in <output_dir>/checkpoints")
-    parser.add_argument("--export", action="store_true",
-                        help="only export the newest checkpoint's student into the LCM folder")
-    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
-    return parser.parse_args(argv)
+    return parse_run_args("mask2iv-distill", __doc__, argv, config_help="distillation YAML (see training/)",
+                          override_example="lcd.num_ddim_timesteps=20",
+                          export_help="only export the newest checkpoint's student into the LCM folder")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -16,13 +16,11 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Literal, Optional, Sequence
 
-import yaml
 
-from .config import (STAGE_COMPONENT, ConfigError, DataConfig, DiffusionConfig, EMAConfig,
-                     ModelConfig, OptimConfig, Stage2Config, TextEncoderConfig, TrainConfig,
-                     VAEConfig, _build, apply_overrides)
+from .config import (DataConfig, DiffusionConfig, EMAConfig, ModelConfig, OptimConfig, RunConfig,
+                     Stage2Config, TextEncoderConfig, TrainConfig, VAEConfig, _require)
 
 
 @dataclass
@@ -56,28 +54,20 @@ class LCDConfig:
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunConfig):
+    # The run fields (output_dir, seed, time budget, logging, checkpoints, export) are
+    # RunConfig's, shared with mask2iv-train; these defaults differ.
     stage: Literal["trajectory_text", "trajectory_position", "video"] = "trajectory_position"
-    # Pipeline folder of the teacher (Mask2IVPipeline.from_pretrained); the student starts as a
-    # copy of its UNet for ``stage`` and the VAE / text encoder / image branch are its, frozen.
-    teacher: str = "mask2iv_ros/assets/default_model"
     output_dir: str = "runs/distill"
-    seed: int = 0
     max_steps: int = 2000
-    # Wall-clock budget of a fresh run (as in mask2iv-train): the probe steps' speed fits max_steps.
-    time_budget_minutes: Optional[float] = None
-    time_budget_probe_steps: int = 30
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    cpu: bool = False
-    log_every: int = 10
     checkpoint_every: int = 500
     keep_last_checkpoints: int = 2
-    plot_every: int = 100
-    # Pipeline folder written at the end (default output_dir/pipeline): a copy of the teacher
-    # folder (or of this folder, when another stage was distilled into it before) with the
+    # Pipeline folder of the teacher (Mask2IVPipeline.from_pretrained); the student starts as a
+    # copy of its UNet for ``stage`` and the VAE / text encoder / image branch are its, frozen.
+    # Written at the end into export_dir (default output_dir/pipeline): a copy of the teacher
+    # folder (or of that folder, when another stage was distilled into it before) with the
     # student UNet and an LCMScheduler.
-    export_dir: Optional[str] = None
-    export_at_end: bool = True
+    teacher: str = "mask2iv_ros/assets/default_model"
     gradient_checkpointing: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     # Stage 2's conditions are built as in training (random dilation/erosion of the trajectory);
@@ -88,14 +78,6 @@ class DistillConfig:
     lcd: LCDConfig = field(default_factory=LCDConfig)
 
     # ------------------------------------------------------------------ derived
-    @property
-    def component(self) -> str:
-        return STAGE_COMPONENT[self.stage]
-
-    @property
-    def resolved_export_dir(self) -> Path:
-        return Path(self.export_dir) if self.export_dir else Path(self.output_dir) / "pipeline"
-
     def train_config(self, diffusion: DiffusionConfig, image_branch: bool,
                      condition_dropout_prob: float) -> TrainConfig:
         """The training config whose data / stage-input code this run reuses: the teacher's
@@ -117,18 +99,8 @@ class DistillConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        def require(cond: bool, key: str, expected: str, value: Any) -> None:
-            if not cond:
-                raise ConfigError(f"{key}: expected {expected}, got {value!r}")
-
-        for key in ("max_steps", "log_every", "checkpoint_every", "keep_last_checkpoints",
-                    "plot_every"):
-            require(getattr(self, key) > 0, key, "a positive integer", getattr(self, key))
-        if self.time_budget_minutes is not None:
-            require(self.time_budget_minutes > 0, "time_budget_minutes",
-                    "a positive number of minutes or null", self.time_budget_minutes)
-        require(self.time_budget_probe_steps >= 5, "time_budget_probe_steps", "an integer >= 5",
-                self.time_budget_probe_steps)
+        require = _require
+        self.validate_run()
         require(bool(self.teacher), "teacher", "a pipeline folder", self.teacher)
         lcd = self.lcd
         require(1 <= lcd.num_ddim_timesteps <= 1000, "lcd.num_ddim_timesteps",
@@ -153,27 +125,7 @@ class DistillConfig:
         TrainConfig(stage=self.stage, data=self.data, stage2=self.stage2, optim=self.optim,
                     ema=self.ema, max_steps=self.max_steps).validate()
 
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DistillConfig":
-        config = _build(cls, data, prefix="")
-        config.validate()
-        return config
-
 
 def load_distill_config(path: str | Path, overrides: Sequence[str] = ()) -> DistillConfig:
     """Read a distillation YAML, apply ``key=value`` overrides (dotted keys) and validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: no such file {str(path)!r}")
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return DistillConfig.from_dict(apply_overrides(data, overrides))
+    return DistillConfig.load(path, overrides)

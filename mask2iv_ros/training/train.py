@@ -23,26 +23,18 @@ cross-attention branch (``model.image_encoder``) the trained module also holds t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from diffusers.optimization import get_scheduler
-from torch.utils.data import DataLoader
 
 from mask2iv_ros.pipeline.conditioning import model_input
 from mask2iv_ros.pipeline.sampling import dynamic_rescale_schedule
 
-from . import checkpoint as ckpt
 from mask2iv_ros.models import layout
 from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
 from mask2iv_ros.models.resampler import Resampler
@@ -52,15 +44,13 @@ from .components import (CheckpointReader, build_denoiser, build_image_encoder,
                          build_image_projection, build_noise_scheduler, build_text_encoder,
                          build_unet, build_vae, freeze, freeze_temporal_attention)
 from .config import TrainConfig, load_config
-from .data_order import DataPosition, EpochIndexed, ResumableBatchSampler
-from .dataset import build_dataset, collate
+from .dataset import build_dataset
 from .ema import ParameterEMA
 from .export import export_unet, sub_state
 from .image_context import ImageContextModel
 from .losses import rescale_x0, weighted_diffusion_loss
-from .plots import MetricsLog, plot_loss_curve
 from .stage_inputs import StageInputs
-from .loop import run_training
+from .loop import StepTrainer, parse_run_args, resolve_mixed_precision  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -80,34 +70,14 @@ def _check_checkpoint_concat_order(folder: Path) -> None:
                          "on load, see mask2iv_ros.models.layout).")
 
 
-def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
-    """``auto`` -> bf16 on CUDA with bf16 support, fp16 on other CUDA, ``no`` on CPU."""
-    on_cuda = torch.cuda.is_available() and not use_cpu
-    if requested == "auto":
-        if not on_cuda:
-            return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if requested != "no" and not on_cuda:
-        raise ValueError(f"mixed_precision: {requested!r} needs a CUDA device; use 'no' or "
-                         "'auto' on CPU")
-    return requested
-
-
-class Trainer:
+class Trainer(StepTrainer):
     """Builds everything from a :class:`TrainConfig` and runs the optimisation loop."""
 
     def __init__(self, config: TrainConfig, resume: bool = False,
                  show_progress: bool = True) -> None:
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        self.checkpoint_root = self.output_dir / "checkpoints"
-        self.accelerator = Accelerator(
-            mixed_precision=resolve_mixed_precision(config.mixed_precision, config.cpu),
-            cpu=config.cpu)
+        self._start_run(config, show_progress)
         acc = self.accelerator
-        self.device = acc.device
-        self.show_progress = show_progress and acc.is_local_main_process
-        set_seed(config.seed)  # python / numpy / torch global RNGs (UNet init, dropout)
+        self.description = config.stage
 
         # Frozen encoders keep fp32 weights (export writes them, and other stages exporting into
         # the same pipeline compare against them) and run under bf16 autocast in bf16 training;
@@ -142,16 +112,8 @@ class Trainer:
         logger.info("training %s parameters (%s frozen in the trained module)",
                     f"{sum(p.numel() for p in trainable):,}",
                     f"{sum(p.numel() for p in denoiser.parameters() if not p.requires_grad):,}")
-        optim = config.optim
-        optimizer = torch.optim.AdamW(trainable, lr=optim.lr, betas=tuple(optim.betas),
-                                      eps=optim.eps, weight_decay=optim.weight_decay)
-        self.lr_scheduler = get_scheduler(optim.lr_scheduler, optimizer,
-                                          num_warmup_steps=optim.warmup_steps,
-                                          num_training_steps=config.max_steps)
-        # The LR scheduler is stepped here once per optimizer step (not prepared: accelerate
-        # would step it once per process).
         # ``denoiser`` is what the optimizer trains (DDP-wrapped on several GPUs).
-        self.denoiser, self.optimizer = acc.prepare(denoiser, optimizer)
+        self.denoiser = self._prepare_optimizer(denoiser, trainable)
         self.noise_scheduler = build_noise_scheduler(config.diffusion)
         # DynamiCrafter's use_dynamic_rescale: x0 * s(t) before noising (None = off); the
         # exported pipeline records the base scale so its sampler undoes it.
@@ -161,25 +123,7 @@ class Trainer:
                                      ).to(self.device, torch.float32)
         self.ema = ParameterEMA(self.model, config.ema.decay,
                                 config.ema.warmup) if config.ema.enabled else None
-        # Weights are built identically on every process (DDP also broadcasts rank 0's);
-        # from here on each process draws its own dropout masks.
-        set_seed(config.seed, device_specific=True)
-
-        # Training randomness with explicit, checkpointed state: noise/timesteps/VAE posterior
-        # samples on the device, condition dropout / mask perturbation on the host.
-        rank_seed = config.seed + 1_000_003 * acc.process_index
-        self.generator = torch.Generator(device=self.device).manual_seed(rank_seed)
-        self.host_rng = np.random.default_rng([config.seed, acc.process_index])
-
-        self.dataset = EpochIndexed(build_dataset(config, acc))
-        self.global_step = 0
-        self.position = DataPosition()
-        if resume:
-            self._resume()
-        self.metrics = MetricsLog(self.output_dir / "metrics.csv", resume_step=self.global_step) \
-            if acc.is_main_process else None
-        self.sampler = ResumableBatchSampler(len(self.dataset), optim.batch_size, config.seed,
-                                             acc.process_index, acc.num_processes, self.position)
+        self._start_data(build_dataset(config, acc), resume)
 
     # ------------------------------------------------------------------ modules
     @property
@@ -210,50 +154,26 @@ class Trainer:
         model = self.model
         return model.image_projection if isinstance(model, ImageContextModel) else None
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ StepTrainer hooks
     @property
-    def generators(self) -> dict[str, Any]:
-        return {"noise": self.generator, "host": self.host_rng}
+    def _trained_module(self) -> torch.nn.Module:
+        return self.denoiser
 
-    def _resume(self) -> None:
-        folder = ckpt.latest_checkpoint(self.checkpoint_root)
-        if folder is None:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {self.checkpoint_root}")
-        _check_checkpoint_concat_order(folder)
-        state, ema_state = ckpt.load_checkpoint(
-            folder, self.accelerator, model=self.model,
-            optimizer=self.optimizer, generators=self.generators)
-        self.global_step = int(state["global_step"])
-        self.position = DataPosition(**state["data_position"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        scaler = self.accelerator.scaler
-        if scaler is not None and state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
+    @property
+    def _checkpoint_module(self) -> torch.nn.Module:
+        return self.model
+
+    def _after_optimizer_step(self) -> None:
         if self.ema is not None:
-            if ema_state is None:
-                raise ValueError(f"--resume: ema.enabled but {folder} has no ema.safetensors")
-            self.ema.load_state_dict(ema_state, state["ema_num_updates"])
-        logger.info("resumed from %s (step %d)", folder, self.global_step)
+            self.ema.update(self.model)
 
-    def save_checkpoint(self) -> Path:
-        scaler = self.accelerator.scaler
-        state = {
-            "global_step": self.global_step,
-            "data_position": vars(self.position),
-            "lr_scheduler": self.lr_scheduler.state_dict(),
-            "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "ema_num_updates": self.ema.num_updates if self.ema is not None else 0,
-            "num_processes": self.accelerator.num_processes,
-            "stage": self.config.stage,
-            layout.CONCAT_ORDER_KEY: layout.RELEASE_ORDER,
-        }
-        return ckpt.save_checkpoint(
-            self.checkpoint_root, self.global_step, self.accelerator,
-            config_yaml=self.config.to_yaml(), model=self.model,
-            optimizer=self.optimizer, trainer_state=state, generators=self.generators,
-            ema_state=self.ema.state_dict() if self.ema is not None else None,
-            keep_last=self.config.keep_last_checkpoints)
+    def _check_resumable(self, folder: Path) -> None:
+        _check_checkpoint_concat_order(folder)
 
+    def _checkpoint_extra(self) -> dict:
+        return {layout.CONCAT_ORDER_KEY: layout.RELEASE_ORDER}
+
+    # ------------------------------------------------------------------ export
     def export(self) -> Path:
         """Write the trained (EMA if configured) UNet, and the ControlNet branch if any, into
         the pipeline folder (main process)."""
@@ -297,87 +217,14 @@ class Trainer:
                                    **inputs.model_kwargs())
         return weighted_diffusion_loss(prediction, target, inputs.loss_weights, inputs.loss_form)
 
-    def _batches(self):
-        # Own generator: creating the iterator draws a worker base seed, which must not consume
-        # the global torch RNG (UNet dropout uses it; a resumed run creates its iterator at
-        # another step than the uninterrupted one).
-        loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=collate,
-                            num_workers=self.config.data.num_workers,
-                            pin_memory=self.device.type == "cuda",
-                            persistent_workers=self.config.data.num_workers > 0,
-                            generator=torch.Generator().manual_seed(self.config.seed))
-        return iter(loader)
-
-    def train_step(self, batches) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """One optimizer step over ``gradient_accumulation_steps`` micro-batches."""
-        acc, accum = self.accelerator, self.config.optim.gradient_accumulation_steps
-        self.denoiser.train()
-        step_loss = torch.zeros((), device=self.device)
-        for micro in range(accum):
-            batch = next(batches)
-            self.position = self.sampler.advance(self.position)
-            # Gradients are all-reduced only on the last micro-batch.
-            sync = micro == accum - 1
-            with acc.no_sync(self.denoiser) if not sync else contextlib.nullcontext():
-                loss = self._loss(batch)
-                acc.backward(loss / accum)
-            step_loss += loss.detach() / accum
-        grad_norm = None
-        if self.config.optim.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(
-                [p for p in self.denoiser.parameters() if p.requires_grad],
-                self.config.optim.max_grad_norm)
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.model)
-        self.global_step += 1
-        return step_loss, grad_norm
-
-    def train(self, stop_after: Optional[int] = None) -> list[float]:
-        """Run until ``max_steps`` (checkpointing, logging, plotting, exporting at the end);
-        ``stop_after`` returns right after that step without checkpoint or export (what a kill
-        leaves behind). Returns the losses logged by this call (main process)."""
-        return run_training(self, self.config.stage, "training loss", stop_after)
-
-    def set_max_steps(self, max_steps: int) -> None:
-        """Shorten the run to ``max_steps`` (time budget): the LR schedule is rebuilt for the
-        new length and brought to the current step, and config.yaml records the new value."""
-        cfg = self.config
-        logger.info("time budget of %.1f min: max_steps %d -> %d", cfg.time_budget_minutes,
-                    cfg.max_steps, max_steps)
-        cfg.max_steps = int(max_steps)
-        self.lr_scheduler = get_scheduler(cfg.optim.lr_scheduler, self.optimizer,
-                                          num_warmup_steps=cfg.optim.warmup_steps,
-                                          num_training_steps=cfg.max_steps)
-        with warnings.catch_warnings():  # "step() before optimizer.step()": replaying steps
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(self.global_step):
-                self.lr_scheduler.step()
-        if self.accelerator.is_main_process:
-            (self.output_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
-
-    def plot(self) -> Path:
-        return plot_loss_curve(self.output_dir / "metrics.csv", self.output_dir / "loss.png",
-                               title=f"{self.config.stage} ({self.config.component})")
-
 
 # ---------------------------------------------------------------------- CLI
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mask2iv-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="training YAML (see training/)")
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. optim.lr=1e-4 (repeatable)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in <output_dir>/checkpoints")
-    parser.add_argument("--export", action="store_true",
-                        help="only export the newest checkpoint's UNet into the pipeline folder")
-    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bar")
-    return parser.parse_args(argv)
+    return parse_run_args("mask2iv-train", __doc__, argv, config_help="training YAML (see training/)",
+                          override_example="optim.lr=1e-4",
+                          export_help="only export the newest checkpoint's UNet into the pipeline folder")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

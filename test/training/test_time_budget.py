@@ -8,7 +8,7 @@ from accelerate.state import AcceleratorState
 import pytest
 
 from mask2iv_ros.training import time_budget as time_budget_module
-from mask2iv_ros.training import train as train_module
+from mask2iv_ros.training import loop as loop_module
 from mask2iv_ros.training.config import ConfigError, TrainConfig
 from mask2iv_ros.training.time_budget import TimeBudget
 from mask2iv_ros.training.train import Trainer
@@ -70,7 +70,7 @@ def test_bf16_runs_keep_fp32_encoders_and_share_one_pipeline(tiny_config, monkey
     """bf16 training (CPU autocast here, CUDA in practice): the frozen VAE / text encoder keep
     fp32 weights, so a second stage exporting into the same pipeline folder finds the same
     encoders (casting them to bf16 made the second export fail)."""
-    monkeypatch.setattr(train_module, "resolve_mixed_precision", lambda requested, cpu: "bf16")
+    monkeypatch.setattr(loop_module, "resolve_mixed_precision", lambda requested, cpu: "bf16")
     # accelerate keeps one process-wide state; other tests made it with mixed_precision "no".
     AcceleratorState._reset_state(reset_partial_state=True)
     request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
@@ -84,3 +84,20 @@ def test_bf16_runs_keep_fp32_encoders_and_share_one_pipeline(tiny_config, monkey
     second.train()
     folder = second.config.resolved_export_dir
     assert (folder / "trajectory_unet_position").is_dir() and (folder / "video_unet").is_dir()
+
+
+def test_resumed_budgeted_run_keeps_its_fitted_length(tiny_config):
+    """--resume with the original config (max_steps 1000) continues to the length the budget
+    fitted, as recorded in the checkpoint, not to the configured 1000."""
+    overrides = ("max_steps=1000", "time_budget_minutes=0.001", "time_budget_probe_steps=6",
+                 "checkpoint_every=3", "export_at_end=false")
+    first = Trainer(tiny_config("tiny_stage1_position", *overrides), show_progress=False)
+    first.train(stop_after=6)  # killed right after the probe fitted max_steps (6)
+    assert first.config.max_steps == 6
+    first.save_checkpoint()
+    resumed = Trainer(tiny_config("tiny_stage1_position", *overrides), resume=True, show_progress=False)
+    assert resumed.global_step == 6 and resumed.config.max_steps == 6
+    # without a budget the config decides: a run can be extended
+    longer = Trainer(tiny_config("tiny_stage1_position", "max_steps=8", "checkpoint_every=3",
+                                 "export_at_end=false"), resume=True, show_progress=False)
+    assert longer.config.max_steps == 8
