@@ -29,7 +29,6 @@ import argparse
 import copy
 import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -52,7 +51,7 @@ from .distill_export import export_student
 from .ema import ParameterEMA
 from .export import cpu_unet_copy
 from .stage_inputs import DiffusionInputs, StageInputs
-from .loop import StepTrainer, parse_run_args
+from .loop import StepTrainer, parse_run_args, run_verb
 
 logger = logging.getLogger(__name__)
 # Classifier-free guidance of folders that record no sampling defaults (the pipeline's former
@@ -331,32 +330,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    main_process = os.environ.get("RANK", "0") == "0"
-    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_distill_config(args.config, args.override)
-    except ValueError as error:
-        print(f"mask2iv-distill: {error}", file=sys.stderr)
-        return 2
-    try:
-        distiller = Distiller(config, resume=args.resume or args.export,
-                              show_progress=not (args.no_progress or args.export))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mask2iv-distill: {error}", file=sys.stderr)
-        return 2
-    if args.export:
-        folder = distiller.export()
-        print(f"exported the {config.component} student of step {distiller.global_step} to {folder}")
-        return 0
-    distiller.train()
-    if distiller.accelerator.is_main_process:
-        print(f"distilled {config.stage} for {distiller.global_step} steps; metrics in "
-              f"{distiller.output_dir / 'metrics.csv'}, curve in "
-              f"{distiller.output_dir / 'loss.png'}, LCM pipeline in "
-              f"{config.resolved_export_dir}")
-    return 0
+    return run_verb("mask2iv-distill", parse_args(argv), load_distill_config, Distiller,
+                    lambda config: f", LCM pipeline in {config.resolved_export_dir}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ and what follows each optimizer step (``_after_optimizer_step``).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import contextlib
 import logging
 import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -328,3 +330,30 @@ def run_training(trainer: Any, description: str, loss_name: str,
     if cfg.export_at_end:
         trainer.export()
     return logged
+
+
+def run_verb(prog: str, args: argparse.Namespace, load: Callable[[str, Sequence[str]], Any],
+             build: Callable[..., StepTrainer], result_note: Callable[[Any], str]) -> int:
+    """``main()`` of a training verb: config / resume errors -> one line and exit 2, then either
+    --export or the run; ``result_note(config)`` names where the result went."""
+    # INFO from the main process only (accelerate / torchrun set RANK for the others).
+    main_process = os.environ.get("RANK", "0") == "0"
+    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load(args.config, args.override)
+        runner = build(config, resume=args.resume or args.export,
+                       show_progress=not (args.no_progress or args.export))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    if args.export:
+        folder = runner.export()
+        print(f"exported {config.component} of step {runner.global_step} to {folder}")
+        return 0
+    runner.train()
+    if runner.accelerator.is_main_process:
+        print(f"{prog}: {config.stage} ran to step {runner.global_step}; metrics in "
+              f"{runner.output_dir / 'metrics.csv'}, curve in {runner.output_dir / 'loss.png'}"
+              f"{result_note(config)}")
+    return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -50,7 +49,7 @@ from .export import export_unet, sub_state
 from .image_context import ImageContextModel
 from .losses import rescale_x0, weighted_diffusion_loss
 from .stage_inputs import StageInputs
-from .loop import StepTrainer, parse_run_args, resolve_mixed_precision  # noqa: F401 (re-exported)
+from .loop import StepTrainer, parse_run_args, resolve_mixed_precision, run_verb  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -228,27 +227,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    # INFO from the main process only (accelerate / torchrun set RANK for the others).
-    main_process = os.environ.get("RANK", "0") == "0"
-    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config, args.override)
-    except ValueError as error:
-        print(f"mask2iv-train: {error}", file=sys.stderr)
-        return 2
-    if args.export:
-        trainer = Trainer(config, resume=True, show_progress=False)
-        folder = trainer.export()
-        print(f"exported {config.component} of step {trainer.global_step} to {folder}")
-        return 0
-    trainer = Trainer(config, resume=args.resume, show_progress=not args.no_progress)
-    trainer.train()
-    if trainer.accelerator.is_main_process:
-        print(f"trained {config.stage} to step {trainer.global_step}; metrics in "
-              f"{trainer.output_dir / 'metrics.csv'}, curve in {trainer.output_dir / 'loss.png'}")
-    return 0
+    return run_verb("mask2iv-train", parse_args(argv), load_config, Trainer,
+                    lambda config: f", UNet exported to {config.resolved_export_dir}"
+                    if config.export_at_end else "")
 
 
 if __name__ == "__main__":

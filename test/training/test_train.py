@@ -1,5 +1,7 @@
 """Tiny end-to-end training runs of the three stages, exact resume and pipeline export."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -220,3 +222,11 @@ def test_resume_refuses_checkpoints_from_before_the_released_order(tmp_path):
     (folder / "trainer_state.json").write_text('{"global_step": 2}')
     with pytest.raises(ValueError, match="--resume: .* old concat order"):
         _check_checkpoint_concat_order(folder)
+
+
+def test_resume_without_checkpoint_is_one_line_and_exit_2(tmp_path, tiny_data_root, capsys):
+    config_path = Path(__file__).resolve().parents[2] / "training" / "tiny_stage1_position.yaml"
+    code = main(["--config", str(config_path), "--resume", "--override", f"output_dir={tmp_path / 'empty'}",
+                 "--override", f"data.root={tiny_data_root}", "--override", "data.synthetic_episodes=6"])
+    assert code == 2
+    assert "mask2iv-train: --resume: no complete checkpoint under" in capsys.readouterr().err
