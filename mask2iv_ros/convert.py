@@ -47,9 +47,6 @@ _MODE_HINTS = {"bdv2": "position", "bridge": "position", "hoi4d": "text"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CARD_JSON, CARD_MD = "model_card.json", "MODEL_CARD.md"
 INIT_YAML = "training_model.yaml"
-# Inside a UNet component folder: the Resampler that UNet was trained with (as mask2iv-train's
-# export writes it; the pipeline itself has one shared Resampler).
-TRAINED_PROJECTION = "image_projection"
 
 
 class ConversionRefused(RuntimeError):
@@ -251,7 +248,7 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
     training) come from stage 1. Raises :class:`ConversionRefused` for tensors the project
     cannot place unless ``allow_missing_modules``.
     """
-    from .pipeline.pipeline import Mask2IVPipeline
+    from .pipeline.pipeline import STAGE_PROJECTION, Mask2IVPipeline
     from .pipeline.sampling import dynamicrafter_scheduler
 
     configs = configs or ComponentConfigs()
@@ -274,7 +271,7 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
     unused: dict[str, dict] = {}
     notes: list[str] = []
     stage_states = [("stage1", stage1, state1, "trajectory")]
-    trained_projections = {MODES[mode]: resampler}  # <component>/image_projection/
+    stage_projections: dict[str, Any] = {}  # <component>/image_projection/ where it differs
     if stage2 is not None:
         stage2 = Path(stage2)
         sources["stage2"] = stage2
@@ -291,20 +288,19 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
         account = official.account_keys(state, config, text.used, text.unused)
         unplaced = list(account.unplaced)
         if role == "stage2":
-            # one VAE / text / image encoder / Resampler serve both stages in the pipeline
+            # one VAE / text / image encoder serve both stages in the pipeline; each stage keeps
+            # the Resampler it was trained with (the release trains image_proj_model per stage)
+            if not _same_tensors(state1, state, dynamicrafter.IMAGE_PROJ_PREFIX):
+                stage_projections["video_unet"] = build_image_branch(state, configs)[1]
+                notes.append(f"stage 2's Resampler ({dynamicrafter.IMAGE_PROJ_PREFIX}*) differs from "
+                             f"stage 1's; video_unet uses its own (video_unet/{STAGE_PROJECTION}/)")
             for prefix, what in ((dynamicrafter.VAE_PREFIX, "VAE"),
                                  (dynamicrafter.TEXT_ENCODER_PREFIX, "text encoder"),
-                                 (dynamicrafter.IMAGE_ENCODER_PREFIX, "image encoder"),
-                                 (dynamicrafter.IMAGE_PROJ_PREFIX, "Resampler")):
+                                 (dynamicrafter.IMAGE_ENCODER_PREFIX, "image encoder")):
                 if not _same_tensors(state1, state, prefix):
-                    differing = sorted(k for k in state if k.startswith(prefix))
-                    unplaced += differing
-                    kept = ""
-                    if prefix == dynamicrafter.IMAGE_PROJ_PREFIX:  # kept, as mask2iv-train does
-                        trained_projections["video_unet"] = build_image_branch(state, configs)[1]
-                        kept = f" (stage 2's own is kept in video_unet/{TRAINED_PROJECTION}/)"
+                    unplaced += sorted(k for k in state if k.startswith(prefix))
                     notes.append(f"stage 2's {what} ({prefix}*) differs from stage 1's; the "
-                                 f"pipeline has one {what}, stage 1's, used by both stages{kept}")
+                                 f"pipeline has one {what}, stage 1's, used by both stages")
         unplaced = sorted(set(unplaced))
         _refuse_or_record(f"--{role} {path.name}", unplaced, allow_missing_modules)
         left_out[role] = _group(unplaced)
@@ -318,12 +314,10 @@ def convert_release(stage1: str | Path, out: str | Path, stage2: str | Path | No
                              model_id or f"mask2iv-release-{stage1.stem}", rescale)
     pipe = Mask2IVPipeline.from_components(
         vae=vae, text_encoder=text.encoder, scheduler=scheduler, config=config,
-        image_encoder=image_encoder, image_projection=resampler, **unets)
+        image_encoder=image_encoder, image_projection=resampler,
+        stage_projections={n: p for n, p in stage_projections.items() if n in unets}, **unets)
     logger.info("writing %s", out)
     pipe.save_pretrained(out)
-    for name, projection in trained_projections.items():
-        if name in unets:
-            projection.save_pretrained(out / name / TRAINED_PROJECTION)
 
     notes += [
         "UNet input channels are fed in the release's order: stage 1 [noise, mask slot, image "

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ from .sampling import StepInfo, denoise, dynamicrafter_scheduler
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+# <component>/image_projection/: the Resampler that UNet was trained with (see stage_projections)
+STAGE_PROJECTION = "image_projection"
 UNET_COMPONENTS = {"text": "trajectory_unet_text", "position": "trajectory_unet_position"}
 CallbackFn = Callable[["Mask2IVPipeline", StepInfo], None]
 
@@ -99,12 +101,18 @@ class Mask2IVPipeline:
                  trajectory_unet_text: VideoUNet | None, trajectory_unet_position: VideoUNet | None,
                  video_unet: VideoUNet | None, scheduler: Any = None,
                  config: PipelineConfig | None = None, image_encoder: ImageEncoder | None = None,
-                 image_projection: Resampler | None = None) -> None:
+                 image_projection: Resampler | None = None,
+                 stage_projections: Mapping[str, Resampler] | None = None) -> None:
         self.vae = vae
         self.text_encoder = text_encoder
         # DynamiCrafter's image cross-attention branch (embedder + image_proj_model), optional
         self.image_encoder = image_encoder
         self.image_projection = image_projection
+        # The Resampler each stage was trained with, where it differs from the shared one (the
+        # released Mask2IV trains an image_proj_model per stage): UNet component name ->
+        # Resampler, stored in <component>/image_projection/. A UNet without one uses
+        # ``image_projection``.
+        self.stage_projections: dict[str, Resampler] = dict(stage_projections or {})
         self.trajectory_unet_text = trajectory_unet_text
         self.trajectory_unet_position = trajectory_unet_position
         self.video_unet = video_unet
@@ -123,14 +131,16 @@ class Mask2IVPipeline:
                         video_unet: VideoUNet | None = None, scheduler: Any = None,
                         config: PipelineConfig | None = None,
                         image_encoder: ImageEncoder | None = None,
-                        image_projection: Resampler | None = None) -> "Mask2IVPipeline":
+                        image_projection: Resampler | None = None,
+                        stage_projections: Mapping[str, Resampler] | None = None) -> "Mask2IVPipeline":
         """Build from in-memory components (e.g. after training); scheduler defaults to DDIM.
 
         ``image_encoder`` + ``image_projection`` (a :class:`Resampler`) are needed by UNets with
-        ``image_cross_attention`` (DynamiCrafter's image context tokens).
+        ``image_cross_attention`` (DynamiCrafter's image context tokens); ``stage_projections``
+        (component name -> Resampler) gives a UNet the Resampler it was trained with instead.
         """
         return cls(vae, text_encoder, trajectory_unet_text, trajectory_unet_position, video_unet,
-                   scheduler, config, image_encoder, image_projection)
+                   scheduler, config, image_encoder, image_projection, stage_projections)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -158,7 +168,16 @@ class Mask2IVPipeline:
         for name in ("text_encoder", "image_encoder", "image_projection"):
             if getattr(self, name) is not None:
                 modules[name] = getattr(self, name)
+        for name, projection in self.stage_projections.items():
+            modules[f"{name}/{STAGE_PROJECTION}"] = projection
         return modules
+
+    def projection_for(self, unet: VideoUNet | None) -> Resampler | None:
+        """The Resampler that makes ``unet``'s image tokens: its stage's own, else the shared one."""
+        for name, candidate in self._unets().items():
+            if candidate is unet and name in self.stage_projections:
+                return self.stage_projections[name]
+        return self.image_projection
 
     def to(self, device: str | torch.device | None = None,
            dtype: torch.dtype | None = None) -> "Mask2IVPipeline":
@@ -181,6 +200,11 @@ class Mask2IVPipeline:
             raise ValueError("image_encoder/image_projection: expected both (the image branch) or "
                              f"neither, got {type(self.image_encoder).__name__}/"
                              f"{type(self.image_projection).__name__}")
+        unknown = sorted(set(self.stage_projections) - set(self._unets()))
+        if unknown or (self.stage_projections and self.image_projection is None):
+            raise ValueError(f"stage_projections: expected Resamplers of this pipeline's UNets "
+                             f"{sorted(self._unets())} beside a shared image_projection, got "
+                             f"{sorted(self.stage_projections)}")
         h, w = self.resolution
         latent_c = self.vae.latent_channels
         for name, unet in self._unets().items():
@@ -263,6 +287,8 @@ class Mask2IVPipeline:
                 unet = getattr(self, name)
                 if unet is not None:
                     unet.save_pretrained(tmp / name)
+                if name in self.stage_projections:
+                    self.stage_projections[name].save_pretrained(tmp / name / STAGE_PROJECTION)
                 components[name] = None if unet is None else "VideoUNet"
             self.scheduler.save_pretrained(tmp / "scheduler")
             components["scheduler"] = type(self.scheduler).__name__
@@ -305,6 +331,10 @@ class Mask2IVPipeline:
             if components.get("image_encoder") else None
         image_projection = Resampler.from_pretrained(folder / "image_projection") \
             if components.get("image_projection") else None
+        stage_projections = {name: Resampler.from_pretrained(folder / name / STAGE_PROJECTION)
+                             for name, unet in unets.items() if image_projection is not None
+                             and unet is not None and unet.config.image_cross_attention
+                             and (folder / name / STAGE_PROJECTION / "config.json").is_file()}
         config = PipelineConfig.from_dict(index["config"], scheduler=components["scheduler"])
         try:
             scheduler_type = scheduler_class(config.sampling.scheduler)
@@ -314,7 +344,8 @@ class Mask2IVPipeline:
         scheduler_config = scheduler_type.load_config(folder / "scheduler")
         pipe = cls(vae=VideoVAE.from_pretrained(folder / "vae"), text_encoder=text_encoder,
                    scheduler=scheduler_type.from_config(scheduler_config), config=config,
-                   image_encoder=image_encoder, image_projection=image_projection, **unets)
+                   image_encoder=image_encoder, image_projection=image_projection,
+                   stage_projections=stage_projections, **unets)
         return pipe.to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ generation
@@ -356,7 +387,7 @@ class Mask2IVPipeline:
             raise ValueError(f"images: expected the {tokens.shape[0]} conditioning frames "
                              f"[{tokens.shape[0]}, 3, H, W] in [-1, 1] (image cross-attention), "
                              f"got {got}")
-        image = context.image_tokens(self.image_encoder, self.image_projection, images, drop_image)
+        image = context.image_tokens(self.image_encoder, self.projection_for(unet), images, drop_image)
         return torch.cat([tokens, image.to(tokens.dtype)], dim=1)
 
     def guidance_contexts(self, prompt: str | None, image: torch.Tensor
@@ -366,19 +397,20 @@ class Mask2IVPipeline:
         The unconditional branch drops the prompt and the image (DynamiCrafter's sampler);
         ``uncond_context`` is None when it would equal ``context`` (no prompt, no image tokens).
         """
-        cache: dict[bool, tuple[torch.Tensor | None, torch.Tensor | None]] = {}
+        cache: dict[tuple[bool, int], tuple[torch.Tensor | None, torch.Tensor | None]] = {}
 
         def contexts(unet: VideoUNet) -> tuple[torch.Tensor | None, torch.Tensor | None]:
             if unet.config.context_dim is None:
                 return None, None
             with_images = unet.config.image_cross_attention
-            if with_images not in cache:
+            key = (with_images, id(self.projection_for(unet)) if with_images else 0)
+            if key not in cache:
                 both = self.encode_context([prompt or ""] * 2, image.expand(2, -1, -1, -1),
                                            unet=unet, drop_prompt=[False, True],
                                            drop_image=[False, True])
                 cond, uncond = both.chunk(2)
-                cache[with_images] = (cond, None if prompt is None and not with_images else uncond)
-            return cache[with_images]
+                cache[key] = (cond, None if prompt is None and not with_images else uncond)
+            return cache[key]
 
         return contexts
 

@@ -8,12 +8,12 @@ into that folder picks it up and writes the complete pipeline.
 
 A run with the image cross-attention branch also writes the pipeline's ``image_encoder/`` (the
 frozen CLIP embedder) and ``image_projection/`` (the Resampler it trained, EMA weights when
-exported); ``Mask2IVPipeline.from_pretrained`` then runs the UNet with its image tokens. The
-pipeline holds one Resampler for all its UNets while DynamiCrafter-style fine-tuning trains one
-per run, so each image-branch component also keeps the Resampler it was trained with in
-``<component>/image_projection/``; the shared one is the latest run's, and the export warns
-about components that were trained with another one. The image encoder must be the same for
-all runs exporting into a folder.
+exported); ``Mask2IVPipeline.from_pretrained`` then runs the UNet with its image tokens.
+DynamiCrafter-style fine-tuning trains a Resampler per run, so each image-branch component
+keeps the one it was trained with in ``<component>/image_projection/`` and the pipeline makes
+that UNet's image tokens with it (``Mask2IVPipeline.stage_projections``); the top-level
+``image_projection/`` is the latest run's. The image encoder must be the same for all runs
+exporting into a folder.
 
 A stage-2 run with ``stage2.control: controlnet`` also writes its branch to
 ``video_controlnet/`` (``VideoControlNet.save_pretrained``; evaluation loads it from there). It
@@ -43,7 +43,7 @@ from mask2iv_ros.models.text_encoder import TextEncoder
 from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.models.vae import VideoVAE
 from mask2iv_ros.pipeline import Mask2IVPipeline, PipelineConfig, dynamicrafter_scheduler
-from mask2iv_ros.pipeline.pipeline import MODEL_INDEX, UNET_COMPONENTS
+from mask2iv_ros.pipeline.pipeline import MODEL_INDEX, STAGE_PROJECTION, UNET_COMPONENTS
 from mask2iv_ros.pipeline.pipeline_config import training_sampling_defaults
 
 from .config import TrainConfig
@@ -53,7 +53,6 @@ UNET_NAMES = (*UNET_COMPONENTS.values(), "video_unet")
 CONTROLNET_COMPONENT = "video_controlnet"
 TRAINING_INFO = "training.json"
 # Inside a UNet component folder: the Resampler that UNet was trained with (image branch).
-TRAINED_PROJECTION = "image_projection"
 IMAGE_ENCODER = "image_encoder"  # the pipeline's component folder
 
 EMAState = Optional[Mapping[str, torch.Tensor]]
@@ -136,20 +135,8 @@ def _check_same_image_encoder(folder: Path, existing: Optional[ImageEncoder],
 
 def _trained_projections(folder: Path, names) -> dict[str, Resampler]:
     """The Resamplers other image-branch components of ``folder`` were trained with."""
-    return {name: Resampler.from_pretrained(folder / name / TRAINED_PROJECTION)
-            for name in names if (folder / name / TRAINED_PROJECTION / "config.json").is_file()}
-
-
-def _warn_foreign_projections(shared: Resampler, trained: Mapping[str, Resampler],
-                              unets: Mapping[str, VideoUNet], folder: Path) -> None:
-    """``unets``: the folder's other components."""
-    others = [name for name, unet in unets.items() if unet.config.image_cross_attention
-              and not (name in trained and _same_weights(trained[name], shared))]
-    if others:
-        logger.warning("export: %s now shares this run's image_projection (Resampler) with %s, "
-                       "which %s trained with another one (kept in <component>/%s/); the "
-                       "pipeline has one Resampler for all UNets", folder, ", ".join(others),
-                       "was" if len(others) == 1 else "were", TRAINED_PROJECTION)
+    return {name: Resampler.from_pretrained(folder / name / STAGE_PROJECTION)
+            for name in names if (folder / name / STAGE_PROJECTION / "config.json").is_file()}
 
 
 def sampling_scheduler(config: TrainConfig) -> DDIMScheduler:
@@ -264,7 +251,7 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
         trained.save_pretrained(folder / component)
         (folder / component / TRAINING_INFO).write_text(json.dumps(info, indent=2))
         if projection is not None:
-            projection.save_pretrained(folder / component / TRAINED_PROJECTION)
+            projection.save_pretrained(folder / component / STAGE_PROJECTION)
             image_encoder.save_pretrained(folder / IMAGE_ENCODER)
         _write_controlnet(folder, branch)
         logger.warning("export: %s has no trajectory model yet; wrote only %s/ (it becomes a "
@@ -278,25 +265,23 @@ def export_unet(config: TrainConfig, unet: VideoUNet, vae: VideoVAE, text_encode
         if shared_encoder is None or branch_unets[0] not in trained_projections:
             raise ValueError(f"export_dir: {folder} holds {', '.join(branch_unets)} with image "
                              f"cross-attention but no {IMAGE_ENCODER}/ or trained "
-                             f"{TRAINED_PROJECTION}/; export into another folder")
+                             f"{STAGE_PROJECTION}/; export into another folder")
         shared_projection = trained_projections[branch_unets[0]]
     infos = {name: (folder / name / TRAINING_INFO).read_text()
              for name in others if (folder / name / TRAINING_INFO).is_file()}
+    stage_projections = dict(trained_projections)
+    if projection is not None:
+        stage_projections[component] = projection
     pipe = Mask2IVPipeline.from_components(
         vae=vae, text_encoder=text_encoder, scheduler=sampling_scheduler(config),
         config=pipeline_config, image_encoder=shared_encoder,
-        image_projection=shared_projection, **unets)
-    pipe.save_pretrained(folder)
+        image_projection=shared_projection,
+        stage_projections=stage_projections if shared_projection is not None else None, **unets)
+    pipe.save_pretrained(folder)  # writes each <component>/image_projection/ too
     # Which stage / ablation switches produced each component (eval reads it for baselines).
     (folder / component / TRAINING_INFO).write_text(json.dumps(info, indent=2))
     for name, text in infos.items():
         (folder / name / TRAINING_INFO).write_text(text)
-    for name, resampler in trained_projections.items():
-        resampler.save_pretrained(folder / name / TRAINED_PROJECTION)
-    if projection is not None:
-        projection.save_pretrained(folder / component / TRAINED_PROJECTION)
-        _warn_foreign_projections(projection, trained_projections,
-                                  {name: unets[name] for name in others}, folder)
     _write_controlnet(folder, branch)
     logger.info("export: wrote %s into %s", component, folder)
     return folder

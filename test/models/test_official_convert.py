@@ -244,22 +244,30 @@ def test_unplaceable_stage2_modules_are_refused_then_recorded(release, tmp_path,
     assert "obj_cond_stage_model" in text and "object_proj_model" in text and "extra_mask_attn" in text
 
 
-def test_a_stage2_resampler_the_pipeline_cannot_hold_is_not_dropped_silently(release, tmp_path, capsys):
+def test_stage2_with_its_own_resampler_makes_its_image_tokens_with_it(release, tmp_path):
+    """The release trains image_proj_model per stage: stage 2's (differing) Resampler is
+    converted and used for video_unet's image tokens; stage 1 keeps its own."""
+    from mask2iv_ros.models.resampler import Resampler
+    from mask2iv_ros.pipeline import Mask2IVPipeline
+
     state2, _ = fakes.fake_checkpoint(2, resampler_seed=101)  # trained with stage 2
     stage2 = fakes.save_safetensors(state2, tmp_path / "stage2_bdv2.safetensors")
-    args = ["--stage1", str(release.stage1), "--stage2", str(stage2), "--out", str(tmp_path / "out")]
-    assert convert(tmp_path, *args) == 2
-    assert "image_proj_model" in capsys.readouterr().err
-    assert convert(tmp_path, *args, "--allow-missing-modules") == 0
-    card = json.loads((tmp_path / "out" / "model_card.json").read_text())
-    assert "image_proj_model.latents" in card["left_out"]["stage2"]
-    assert any("Resampler" in note for note in card["notes"])
-    from mask2iv_ros.models.resampler import Resampler
-
-    kept = Resampler.from_pretrained(tmp_path / "out" / "video_unet" / "image_projection")
+    out = tmp_path / "out"
+    assert convert(tmp_path, "--stage1", str(release.stage1), "--stage2", str(stage2), "--out", str(out)) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["left_out"]["stage2"] == {}
+    assert any("video_unet uses its own" in note for note in card["notes"])
+    kept = Resampler.from_pretrained(out / "video_unet" / "image_projection")
+    pipe = Mask2IVPipeline.from_pretrained(out)
     embeds = torch.randn(1, 17, fakes.WIDTH)
-    with torch.no_grad():  # not lost: stage 2's own Resampler beside its UNet
+    with torch.no_grad():
         torch.testing.assert_close(kept(embeds), fakes.fake_resampler(101)(embeds), rtol=0, atol=0)
+        assert pipe.projection_for(pipe.video_unet) is pipe.stage_projections["video_unet"]
+        torch.testing.assert_close(pipe.projection_for(pipe.video_unet)(embeds),
+                                   fakes.fake_resampler(101)(embeds), rtol=0, atol=0)
+        stage1_unet = pipe.trajectory_unet_position or pipe.trajectory_unet_text
+        torch.testing.assert_close(pipe.projection_for(stage1_unet)(embeds),
+                                   release.parts1["resampler"](embeds), rtol=0, atol=0)
 
 
 def test_stage1_alone_gives_a_trajectory_only_text_pipeline_and_unknown_keys_refuse(release, tmp_path, capsys):
