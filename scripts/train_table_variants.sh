@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Trains stage-2 variants of mask2iv-tables (Table 1 / Table 2) one after another, with exactly
-# the overrides mask2iv-tables uses (those of scripts/reproduce_tables.sh), so that
-# `scripts/reproduce_tables.sh --reuse` then only evaluates them. Stage-2 training does not
-# need the stage-1 model, so this can run while mask2iv-tables trains stage 1: two streams with
-# one torch thread each use both cores of a small machine. A variant's pipeline folder starts as
-# a copy of the stage-1 pipeline when that exists, else holds the stage-2 model alone (all
-# the evaluation loads from it).
+# the overrides scripts/reproduce_tables.sh gives mask2iv-tables (tables.EMBEDDED_OVERRIDES), so
+# that `mask2iv-tables --reuse` then only evaluates them. Two of these side by side (one torch
+# thread each) use both cores of a small machine. OUT/pipelines/stage1 must exist (the shared
+# stage-1 pipeline: each variant's folder starts as a copy of it, and the export checks that
+# VAE and text encoder match).
 #   scripts/train_table_variants.sh OUT STEPS VARIANT [VARIANT ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +20,9 @@ out, steps, variant = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 pipeline = out / "pipelines" / variant
 if pipeline.exists():
     shutil.rmtree(pipeline)
-if (out / "pipelines" / "stage1" / "model_index.json").is_file():
-    shutil.copytree(out / "pipelines" / "stage1", pipeline)
+shutil.copytree(out / "pipelines" / "stage1", pipeline)
 overrides = [*tables.run_overrides("runs/embedded_train", out / "runs" / variant, pipeline, steps),
-             *tables.override_args(tables.STAGE2_VARIANTS[variant]),
-             "model.vae.path=mask2iv_ros/assets/default_model/vae"]  # as scripts/reproduce_tables.sh
+             *tables.override_args(tables.STAGE2_VARIANTS[variant]), *tables.EMBEDDED_OVERRIDES]
 tables.default_train("training/embedded_stage2.yaml", overrides)
 PY
 done

@@ -83,6 +83,13 @@ def video_control(variant: str) -> VideoControl:
     return VideoControl(overrides["stage2.control"], overrides["stage2.trajectory_content"])
 
 
+# scripts/reproduce_tables.sh: every variant trains with the embedded default's VAE and text
+# encoder, whose PT-Gen is the shared stage 1 (copied to <out>/pipelines/stage1).
+EMBEDDED_MODEL_FOLDER = "mask2iv_ros/assets/default_model"
+EMBEDDED_OVERRIDES = (f"model.vae.path={EMBEDDED_MODEL_FOLDER}/vae", "model.text_encoder.type=folder",
+                      f"model.text_encoder.path={EMBEDDED_MODEL_FOLDER}/text_encoder")
+
+
 def override_args(overrides: dict[str, Any]) -> list[str]:
     """``{"a.b": value}`` -> ``["a.b=value", ...]`` with YAML-readable values."""
     def fmt(value: Any) -> str:
