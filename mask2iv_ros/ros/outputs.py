@@ -119,6 +119,16 @@ def rollout_msg(
     return msg
 
 
+def with_trajectory(rollout: ImaginedRollout, trajectory: Optional[MaskTrajectory] = None,
+                    video: bool = True) -> ImaginedRollout:
+    """A copy of `rollout` (sharing its images) with `trajectory` instead of its own (None: its own),
+    and without video_frames unless `video`."""
+    fields = {name: getattr(rollout, name) for name in rollout.get_fields_and_field_types()}
+    fields["mask_trajectory"] = rollout.mask_trajectory if trajectory is None else trajectory
+    fields["video_frames"] = list(rollout.video_frames) if video else []
+    return ImaginedRollout(**fields)
+
+
 def overlay_frames(image: np.ndarray, output: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
     """uint8 [T, H, W, 3]: the predicted actor/object masks of each frame tinted onto the input image."""
     masks = masks_in_input_frame(output, palette)
