@@ -134,6 +134,7 @@ def test_planner_example_against_a_node_process(tmp_path):
         assert example.returncode == 0, example.stdout + example.stderr + log.read()
         lines = example.stdout.splitlines()
         assert "trajectory step   1/2" in example.stdout and "video      step   2/2" in example.stdout
+        assert "trajectory received after" in example.stdout  # the early trajectory, before the video ended
         waypoints = [line for line in lines if line.startswith("frame ")]
         assert len(waypoints) == 4 and waypoints[0].startswith("frame 0: object ")
     finally:

@@ -11,7 +11,7 @@ from mask2iv_ros.masks import ACTOR, OBJECT, encode_mask_video  # noqa: E402
 from mask2iv_ros.pipeline import Mask2IVOutput  # noqa: E402
 from mask2iv_ros.pipeline.resize import center_crop_box, crop_geometry, resize_center_crop  # noqa: E402
 from mask2iv_ros.ros import outputs  # noqa: E402
-from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb  # noqa: E402
+from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb, trajectory_masks  # noqa: E402
 from mask2iv_ros.ros.requests import ImagineRequest  # noqa: E402
 
 IN_H, IN_W = 480, 640     # a BridgeData / webcam frame
@@ -169,3 +169,16 @@ def test_rollout_for_the_topic_keeps_the_trajectory_metadata_but_not_its_images(
     assert mask_bytes <= len(serialize_message(rollout)) - len(serialize_message(topic)) < mask_bytes + 4096
     metadata_only = outputs.with_trajectory(topic, video=False)
     assert not metadata_only.video_frames and len(topic.video_frames) == FRAMES
+
+
+@pytest.mark.parametrize("encoding", ["masks", "colour", "both"])
+def test_trajectory_masks_reads_every_encoding(scene, encoding):
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    msg = outputs.mask_trajectory_msg(output, outputs.Header(), fps=2.0, encoding=encoding)
+    got_actor, got_object = trajectory_masks(msg)
+    expected = output.masks_in_input_frame()
+    np.testing.assert_array_equal(got_object, expected.object_masks)
+    np.testing.assert_array_equal(got_actor, expected.actor_masks)
+    with pytest.raises(ValueError, match="^mask_trajectory: expected actor/object masks or colour frames"):
+        trajectory_masks(outputs.without_images(msg))
