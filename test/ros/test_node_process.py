@@ -85,6 +85,12 @@ def test_bad_parameter_value_exits_2():
     assert_one_fatal_line(output, "busy_policy: expected one of ['queue', 'reject']")
 
 
+def test_bad_trajectory_encoding_exits_2():
+    proc, output = run_node(*TINY, "-p", "trajectory_encoding:=png")
+    assert proc.returncode == 2, output
+    assert_one_fatal_line(output, "trajectory_encoding: expected one of ['masks', 'colour', 'both'], got 'png'")
+
+
 def test_sigint_while_a_goal_runs_answers_the_client_and_exits_cleanly(tmp_path, ros_context):
     """Ctrl-C during a goal: the client gets a result, no RCLError traceback, exit code 0."""
     from mask2iv_ros.ros.planner_client import ImagineClient
