@@ -15,7 +15,8 @@ then acknowledges, and the next rollout is sent only after the acknowledgement, 
 is one rollout's delivery, not a queue. Content: a synthetic episode at 320 x 512 (real masks,
 so PNG sizes are realistic).
 
-Columns: payload MB (serialised CDR), build ms (numpy -> message(s), PNG encoding included),
+Columns: payload MB (serialised CDR), build ms (numpy -> message(s), PNG encoding included; best
+of 3),
 publish ms (the ``publish()`` calls; Fast DDS publishes synchronously), latency median / p90
 (stamp -> callback of the last message), decode ms (message(s) -> numpy arrays in the
 subscriber, PNG decoding included) and end-to-end = build + median latency + decode.
@@ -185,9 +186,12 @@ def run_publisher(args: argparse.Namespace) -> dict:
     from std_msgs.msg import UInt32
 
     content = rollout_content(args.frames, args.height, args.width)
-    start = time.perf_counter()
-    messages = build_messages(args.payload, content)
-    build_ms = (time.perf_counter() - start) * 1e3
+    builds = []
+    for _ in range(3):  # the best of 3: the first one also pays for imports and first-touch
+        start = time.perf_counter()
+        messages = build_messages(args.payload, content)
+        builds.append((time.perf_counter() - start) * 1e3)
+    build_ms = min(builds)
     payload_bytes = sum(len(serialize_message(m)) for m in messages)
     data_qos, ack_qos = qos_profiles(args.payload, len(messages))
     rclpy.init()

@@ -485,10 +485,8 @@ class ImagineNode(LifecycleNode):
     def _publish_trajectory(self, request: ImagineRequest, early: "_EarlyTrajectory", stage1_output: Any,
                             on_sent: Any) -> None:
         """On the output thread, when stage 1 ended: the first-ranked trajectory on its topic, now."""
-        started = time.monotonic()
         self._trajectory_messages(request, stage1_output, early)
         self.trajectory_publisher.publish(early.trajectories[0])
-        early.seconds = time.monotonic() - started
         if on_sent is not None:
             on_sent()
 
@@ -534,8 +532,9 @@ class ImagineNode(LifecycleNode):
                 trajectory,
                 fps=fps,
                 model_id=self.model_id,
-                # The run plus turning it into messages; time spent waiting in the queue is not counted.
-                total_seconds=outcome.run_seconds + early.seconds + (time.monotonic() - conversion_started),
+                # The run plus turning it into messages (the trajectory's were built while stage 2 ran);
+                # time spent waiting in the queue is not counted.
+                total_seconds=outcome.run_seconds + (time.monotonic() - conversion_started),
                 hypothesis_index=index,
             )
             rollout.prompt = request.prompt_read if request.mode == "text" else rollout.prompt
@@ -785,7 +784,6 @@ class _EarlyTrajectory:
     def __init__(self) -> None:
         self.masks: Optional[list] = None         # masks_in_input_frame() of each hypothesis, rank order
         self.trajectories: Optional[list] = None  # their MaskTrajectory messages
-        self.seconds = 0.0                        # building + publishing them
 
 
 def _accepts_trajectory_callback(pipeline: Any) -> bool:
