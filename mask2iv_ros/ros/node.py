@@ -15,7 +15,8 @@ transitions itself.
 Threads: callbacks run on a MultiThreadedExecutor (spun by a thread of `main`); the model is loaded,
 run and freed on the one model thread of `InferenceWorker`; finished runs become messages on its
 output thread, and so does the mask trajectory as soon as stage 1 ends (published on
-mask_trajectory_topic before the video exists; goals get feedback with trajectory_ready). Input subscriptions share a mutually exclusive group (they feed one synchronizer);
+mask_trajectory_topic before the video exists; goals get feedback with trajectory_ready). Input
+subscriptions share a mutually exclusive group (they feed one synchronizer);
 the action server's callbacks are reentrant: an execute callback waits for its job on its own
 executor thread, so the executor needs `executor_threads()` threads for parameters, cancels and
 new goals to stay answered while goals wait or run.

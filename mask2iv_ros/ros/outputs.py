@@ -87,9 +87,7 @@ def rollout_msg(
     model_id: str,
     total_seconds: float,
     hypothesis_index: int = 0,
-    with_video: bool = True,
 ) -> ImaginedRollout:
-    """`with_video` False: video_frames stay empty (the video goes elsewhere, or nowhere)."""
     header = trajectory.header
     msg = ImaginedRollout(
         header=header,
@@ -114,7 +112,7 @@ def rollout_msg(
         agreement=float(getattr(output, "agreement", 1.0)),
         ranking=str(getattr(output, "ranking", SINGLE)),
     )
-    if with_video and output.video is not None:
+    if output.video is not None:
         msg.video_frames = [rgb_to_image_msg(frame, header) for frame in output.video]
     return msg
 
