@@ -479,7 +479,8 @@ class ImagineNode(LifecycleNode):
         fps = outputs.output_fps(output, p.output_fps)
         header = outputs.input_header(request)
         hypotheses = list(getattr(output, "hypotheses", None) or [output])
-        early.masks = [outputs.masks_in_input_frame(h, self.palette) for h in hypotheses]
+        colour = p.trajectory_encoding != "masks"  # the colour frames only when they are sent
+        early.masks = [outputs.masks_in_input_frame(h, self.palette, colour) for h in hypotheses]
         early.trajectories = [outputs.mask_trajectory_msg(h, header, fps, self.palette, m, p.trajectory_encoding)
                               for h, m in zip(hypotheses, early.masks)]
 

@@ -21,7 +21,7 @@ from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
 from mask2iv_ros.geometry.hypotheses import hypotheses_geometry
-from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, overlay_masks
+from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, encode_mask_video, overlay_masks
 from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory
 from mask2iv_ros.pipeline.hypotheses import SINGLE
 from mask2iv_ros.pipeline.resize import masks_in_input_frame
@@ -45,9 +45,11 @@ def mask_trajectory_msg(
     if encoding not in TRAJECTORY_ENCODINGS:
         raise ValueError(f"trajectory_encoding: expected one of {list(TRAJECTORY_ENCODINGS)}, got {encoding!r}")
     msg = without_images(MaskTrajectory(header=header, fps=float(fps), imagined_region=imagined_region(output)), palette)
-    masks = masks_in_input_frame(output, palette) if masks is None else masks
+    masks = masks_in_input_frame(output, palette, colour=encoding != "masks") if masks is None else masks
     if encoding in ("colour", "both"):
-        msg.frames = [rgb_to_image_msg(frame, header) for frame in masks.mask_trajectory]
+        colours = masks.mask_trajectory if masks.mask_trajectory is not None else \
+            encode_mask_video(masks.object_masks, masks.actor_masks, palette)
+        msg.frames = [rgb_to_image_msg(frame, header) for frame in colours]
     if encoding in ("masks", "both"):
         msg.actor_masks = [mask_to_image_msg(mask, header) for mask in masks.actor_masks]
         msg.object_masks = [mask_to_image_msg(mask, header) for mask in masks.object_masks]

@@ -182,3 +182,15 @@ def test_trajectory_masks_reads_every_encoding(scene, encoding):
     np.testing.assert_array_equal(got_actor, expected.actor_masks)
     with pytest.raises(ValueError, match="^mask_trajectory: expected actor/object masks or colour frames"):
         trajectory_masks(outputs.without_images(msg))
+
+
+def test_masks_without_colour_frames_still_give_every_encoding(scene):
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    plain = output.masks_in_input_frame()
+    masks_only = outputs.masks_in_input_frame(output, colour=False)  # what the node computes for 'masks'
+    assert masks_only.mask_trajectory is None
+    np.testing.assert_array_equal(masks_only.object_masks, plain.object_masks)
+    header = outputs.Header()
+    msg = outputs.mask_trajectory_msg(output, header, fps=2.0, masks=masks_only, encoding="both")
+    np.testing.assert_array_equal(np.stack([image_msg_to_rgb(f) for f in msg.frames]), plain.mask_trajectory)
