@@ -10,6 +10,8 @@
    alternately through the node's action and through `Mask2IVPipeline.__call__` on the main
    thread of a plain Python process started next to it; median of the pairs. The ratio of the
    model time the node reports to the standalone call's is the node's overhead (goal <= 1.05).
+   Also the time to the first trajectory at the client: goal sent -> its mask trajectory received
+   on the node's topic (published when stage 1 ends), against goal sent -> result.
 3. Output path at paper size (16 x 320 x 512): overlay drawing (per-frame OpenCV contours vs the
    node's vectorised NumPy) and building the output messages, off the model thread in the node.
 """
@@ -64,7 +66,7 @@ def standalone_worker(steps: int, threads: int) -> None:
     print(json.dumps({"ready_s": time.monotonic() - started, "threads": torch.get_num_threads()}), flush=True)
     for _line in sys.stdin:
         begun = time.monotonic()
-        out = pipe(image, mask, placement_mask=placement, num_inference_steps=steps, seed=0)
+        out = pipe(image, mask, placement_mask=placement, num_inference_steps=steps or None, seed=0)
         print(json.dumps({"model_s": sum(out.timings.values()), "call_s": time.monotonic() - begun}), flush=True)
 
 
@@ -156,7 +158,7 @@ def output_path(frames: int = 16, height: int = 320, width: int = 512, repeats: 
 # ---- main -------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="DDIM steps per stage")
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps per stage; 0 = the checkpoint's default")
     parser.add_argument("--pairs", type=int, default=5, help="node/standalone pairs (after one warm-up each)")
     parser.add_argument("--torch-threads", type=int, default=0,
                         help="torch threads of both sides; 0 = the node's default (cores, at most 8)")
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f}, "
           f"torch threads {args.torch_threads or default_torch_threads()}, {args.steps} DDIM steps per stage, "
           "embedded default model, PT-Gen")
-    with ImagineClient(f"{namespace}/imagine", node_name="bench_client") as client:
+    with ImagineClient(f"{namespace}/imagine", node_name="bench_client",
+                       trajectory_topic=f"{namespace}/imagination/mask_trajectory") as client:
         started = time.monotonic()
         node = start_node(namespace, env, args.steps, args.torch_threads)
         standalone = None
@@ -196,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             json.loads(standalone.stdout.readline())
             image, mask, placement = scene((64, 64))  # the embedded model's resolution
-            node_model, node_total, alone_model = [], [], []
+            node_model, node_total, alone_model, node_to_trajectory = [], [], [], []
             for pair in range(args.pairs + 1):
                 goal = client.make_goal(image, mask, mode="position", placement_mask=placement, seed=0)
+                early: list[float] = []
                 begun = time.monotonic()
-                result = client.imagine(goal, timeout_s=600.0)
+                result = client.imagine(goal, timeout_s=600.0, on_trajectory=lambda _msg: early.append(time.monotonic()))
                 total = time.monotonic() - begun
                 if result.status != "succeeded":
                     raise RuntimeError(f"node: {result.status} {result.error}")
@@ -211,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue  # warm-up of both
                 node_model.append(result.rollout.trajectory_seconds + result.rollout.video_seconds)
                 node_total.append(total)
+                node_to_trajectory.append(early[0] - begun if early else float("nan"))
                 alone_model.append(alone["model_s"])
             ratios = [n / a for n, a in zip(node_model, alone_model)]
             print(f"\n## Node vs standalone (median of {args.pairs} alternating pairs)\n")
@@ -218,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| standalone `Mask2IVPipeline.__call__` (main thread, plain process) | {statistics.median(alone_model):.3f} |")
             print(f"| imagine_node, model time it reports | {statistics.median(node_model):.3f} |")
             print(f"| imagine_node, action round trip at the client | {statistics.median(node_total):.3f} |")
+            print(f"| imagine_node, goal sent -> its trajectory at the client (topic, when stage 1 ends) | "
+                  f"{statistics.median(node_to_trajectory):.3f} |")
             print(f"| ratio node / standalone (median of pair ratios; goal <= 1.05) | {statistics.median(ratios):.3f} |")
         finally:
             if standalone is not None:

@@ -2,8 +2,10 @@
 """A planner asking imagine_node "what happens if I push this?" and turning the answer into waypoints.
 
 It sends one Imagine goal (camera image + mask of the object + action description), prints the
-denoising progress, and reads the predicted mask trajectory back as per-frame pixel centroids of
-the object and of the actor (robot arm / hand): a coarse 2-D plan a controller could follow.
+denoising progress, and reads the predicted mask trajectory as per-frame pixel centroids of the
+object and of the actor (robot arm / hand): a coarse 2-D plan a controller could follow. The plan
+is made from the trajectory the node publishes as soon as stage 1 ends (on_trajectory), while the
+video is still being imagined; the result's copy is used only if that did not arrive.
 
     python examples/plan_with_imagination.py --prompt "push the red block to the left"
     python examples/plan_with_imagination.py --image scene.png --mask block.png --prompt "..."
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -24,7 +27,7 @@ import cv2
 import numpy as np
 
 from mask2iv_ros.action import Imagine
-from mask2iv_ros.ros.image_conversion import image_msg_to_mask
+from mask2iv_ros.ros.image_conversion import has_trajectory_images, trajectory_masks
 from mask2iv_ros.ros.planner_client import ImagineClient
 
 
@@ -41,11 +44,10 @@ def centroid(mask: np.ndarray) -> Optional[tuple[float, float]]:
 
 
 def plan_from_trajectory(mask_trajectory) -> list[Waypoint]:
-    """Per-frame centroids of the object and actor masks of a MaskTrajectory message."""
-    return [
-        Waypoint(t, centroid(image_msg_to_mask(obj, "object_masks")), centroid(image_msg_to_mask(act, "actor_masks")))
-        for t, (obj, act) in enumerate(zip(mask_trajectory.object_masks, mask_trajectory.actor_masks))
-    ]
+    """Per-frame centroids of the object and actor masks of a MaskTrajectory message (mono8 masks or
+    colour frames, whichever the node's trajectory_encoding sends)."""
+    actor, obj = trajectory_masks(mask_trajectory)
+    return [Waypoint(t, centroid(o), centroid(a)) for t, (o, a) in enumerate(zip(obj, actor))]
 
 
 def synthetic_scene(height: int = 64, width: int = 96) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +69,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=0, help="denoising steps (0 = the node's parameter)")
     parser.add_argument("--trajectory-only", action="store_true", help="skip the video (stage 2)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the node")
+    parser.add_argument("--trajectory-topic", help="the node's mask_trajectory topic (default: "
+                        "imagination/mask_trajectory in the namespace of --action)")
     args = parser.parse_args(argv)
     if bool(args.image) != bool(args.mask):
         parser.error("--image and --mask go together")
@@ -79,17 +83,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         image, object_mask = synthetic_scene()
 
+    early = []
+    sent_at = time.monotonic()
+
     def print_feedback(f) -> None:
+        if f.trajectory_ready and f.stage == "trajectory" and f.step == f.total_steps:
+            return  # the trajectory itself arrives through on_trajectory
         print(f"  {f.stage:10s} step {f.step:3d}/{f.total_steps:<3d} {f.elapsed_seconds:6.2f} s", flush=True)
 
-    with ImagineClient(args.action, node_name="imagination_planner") as client:
+    def on_trajectory(msg) -> None:  # stage 1 done: a planner could start moving now
+        early.append(msg)
+        print(f"  trajectory received after {time.monotonic() - sent_at:.2f} s, before the video", flush=True)
+
+    namespace = args.action.rpartition("/")[0]  # "/robot/imagine" -> "/robot"
+    trajectory_topic = args.trajectory_topic or (f"{namespace}/" if namespace else "") + "imagination/mask_trajectory"
+    with ImagineClient(args.action, node_name="imagination_planner", trajectory_topic=trajectory_topic) as client:
         if not client.wait_for_server(args.timeout):
             print(f"no Imagine action server '{client.node.resolve_topic_name(args.action)}' found", file=sys.stderr)
             return 1
         print(f"imagining: {args.prompt!r}")
         goal = client.make_goal(image, object_mask, prompt=args.prompt, num_inference_steps=args.steps,
                                 trajectory_only=args.trajectory_only)
-        result = client.imagine(goal, timeout_s=args.timeout, on_feedback=print_feedback)
+        sent_at = time.monotonic()
+        result = client.imagine(goal, timeout_s=args.timeout, on_feedback=print_feedback, on_trajectory=on_trajectory)
     if result.status != Imagine.Result.STATUS_SUCCEEDED:
         print(f"imagination {result.status}: {result.error}", file=sys.stderr)  # e.g. rejected: busy ...
         return 1
@@ -98,7 +114,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     rollout = result.rollout
     print(f"{rollout.num_frames} frames at {rollout.fps:g} fps from {rollout.model_id} "
           f"(trajectory {rollout.trajectory_seconds:.2f} s, video {rollout.video_seconds:.2f} s)")
-    for waypoint in plan_from_trajectory(rollout.mask_trajectory):
+    # the early copy; the result's (result_payload 'full') when the topic's did not come
+    trajectory = early[0] if early else rollout.mask_trajectory
+    if not has_trajectory_images(trajectory):
+        print("no trajectory: the topic's did not arrive and the result has none (result_payload 'not_on_topics')",
+              file=sys.stderr)
+        return 1
+    for waypoint in plan_from_trajectory(trajectory):
         obj = "not visible" if waypoint.object_xy is None else "({:.1f}, {:.1f})".format(*waypoint.object_xy)
         actor = "not visible" if waypoint.actor_xy is None else "({:.1f}, {:.1f})".format(*waypoint.actor_xy)
         print(f"frame {waypoint.frame}: object {obj}, actor {actor}")

@@ -4,6 +4,7 @@
     ros2 launch mask2iv_ros imagine.launch.py params_file:=my_params.yaml use_sim_time:=true
     ros2 launch mask2iv_ros imagine.launch.py auto_activate:=false   # then: ros2 lifecycle set /imagine_node configure
     ros2 launch mask2iv_ros imagine.launch.py --show-args            # every argument with its description
+    ros2 launch mask2iv_ros imagine.launch.py fastdds_profile:=          # keep the environment's Fast DDS profile
 
 Every node parameter (mask2iv_ros/ros/parameters.py) is a launch argument of the same name; one
 that is given overrides the parameters file, the others keep the file's values. An argument this
@@ -12,6 +13,11 @@ otherwise be ignored); when an including launch file's own arguments are in scop
 `allow_unknown_arguments:=true`. The launch drives the lifecycle (the node gets autostart:=false):
 with auto_activate:=true (default) it requests `configure` once the node runs and `activate` once
 configuration succeeded, as the ROS 2 lifecycle demos do.
+
+Transport: the node gets FASTDDS_DEFAULT_PROFILES_FILE = share/mask2iv_ros/config/fastdds_shm.xml
+(a large shared-memory segment: a rollout crosses loopback as one message) unless the environment
+already names a profile or `fastdds_profile` says otherwise (a file of config/, a path, or empty =
+leave the environment alone); see launch_arguments.fastdds_profile_environment.
 
 Needs a ROS 2 install with launch and launch_ros (not on PyPI). Without them, run
 `imagine_node --ros-args --params-file config/imagine.yaml -p mode:=position` (it then configures and
@@ -22,7 +28,8 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler,
+                            SetEnvironmentVariable)
 from launch.events import Shutdown, matches_action
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
@@ -50,8 +57,12 @@ def _imagine_node(context, given: dict) -> list:
     launch_arguments.check_known(given, launch_arguments.option_value("allow_unknown_arguments", configurations))
     overrides = launch_arguments.parameter_overrides(given)
     auto_activate = launch_arguments.option_value("auto_activate", configurations)
-    params_file = configurations.get("params_file") or os.path.join(
-        get_package_share_directory("mask2iv_ros"), "config", "imagine.yaml")
+    config_dir = os.path.join(get_package_share_directory("mask2iv_ros"), "config")
+    params_file = configurations.get("params_file") or os.path.join(config_dir, "imagine.yaml")
+    # Before the node starts, so its process inherits it.
+    environment = launch_arguments.fastdds_profile_environment(given, getattr(context, "environment", os.environ),
+                                                               config_dir)
+    set_environment = [SetEnvironmentVariable(name, value) for name, value in environment.items()]
     node = LifecycleNode(
         package="mask2iv_ros",
         executable="imagine_node",
@@ -65,9 +76,10 @@ def _imagine_node(context, given: dict) -> list:
         # The node exits on a fatal start-up error (exit code 2, one FATAL line): end the launch too.
         on_exit=[OpaqueFunction(function=_shut_down_launch)],
     )
-    actions = [node]
+    actions = [*set_environment, node]
     if auto_activate:
         actions = [
+            *set_environment,
             RegisterEventHandler(OnStateTransition(
                 target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
                 entities=[LogInfo(msg="imagine_node configured (model loaded): activating"),

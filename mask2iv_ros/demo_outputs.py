@@ -20,9 +20,10 @@ from mask2iv_ros.eval.bag_io import (IMAGE_TOPIC, OBJECT_MASK_TOPIC, package_typ
 from mask2iv_ros.masks import overlay_masks
 from mask2iv_ros.pipeline.preview import save_gif
 from mask2iv_ros.pipeline.resize import paste_frames_into_image
-from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb
+from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb, trajectory_masks
 
 ROLLOUT_TOPIC = "/imagination/rollout"
+TRAJECTORY_TOPIC = "/imagination/mask_trajectory"
 DEFAULT_DEMO_STEPS = 25
 PANEL_SIZE = 192  # pixels per panel side in the previews: the model works at 64x64
 
@@ -56,11 +57,11 @@ def _label(frames: np.ndarray, text: str) -> np.ndarray:
 
 
 def rollout_panels(image: np.ndarray, object_mask: np.ndarray, rollout: Any,
-                   ground_truth: Optional[Any] = None) -> np.ndarray:
-    """uint8 [T, S, k*S, 3] side-by-side frames of one rollout (S = PANEL_SIZE)."""
-    trajectory = rollout.mask_trajectory
-    actor = np.stack([image_msg_to_mask(m, "actor_masks") for m in trajectory.actor_masks])
-    obj = np.stack([image_msg_to_mask(m, "object_masks") for m in trajectory.object_masks])
+                   ground_truth: Optional[Any] = None, trajectory: Any = None) -> np.ndarray:
+    """uint8 [T, S, k*S, 3] side-by-side frames of one rollout (S = PANEL_SIZE). `trajectory`: its
+    MaskTrajectory from the trajectory topic (the rollout topic's has no images); default the rollout's."""
+    trajectory = rollout.mask_trajectory if trajectory is None else trajectory
+    actor, obj = trajectory_masks(trajectory)
     frames = len(obj)
     still = np.repeat(image[None], frames, 0)
     panels = [_label(_upscale(overlay_masks(still, np.repeat(object_mask[None], frames, 0))), "input + object"),
@@ -88,8 +89,13 @@ def write_previews(bag: Path, output_bag: Path, out_dir: Path, planner_result: A
     """GIF + contact-sheet PNG per answered request (and for the planner's action result)."""
     typestore = package_typestore()
     sets, ground_truth = read_input_bag(bag, typestore)
-    rollouts = {(r.header.stamp.sec * 1_000_000_000 + r.header.stamp.nanosec): r
-                for r in read_bag(output_bag, typestore).get(ROLLOUT_TOPIC, [])}
+    recorded = read_bag(output_bag, typestore)
+
+    def by_stamp(messages: list) -> dict[int, Any]:
+        return {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec: m for m in messages}
+
+    rollouts = by_stamp(recorded.get(ROLLOUT_TOPIC, []))
+    trajectories = by_stamp(recorded.get(TRAJECTORY_TOPIC, []))
     out_dir = Path(out_dir)
     written: list[Path] = []
     first_input = None
@@ -101,7 +107,8 @@ def write_previews(bag: Path, output_bag: Path, out_dir: Path, planner_result: A
         rollout = rollouts.get(input_set.stamp_ns)
         if rollout is None:
             continue
-        panels = rollout_panels(image, object_mask, rollout, ground_truth.get(input_set.stamp_ns))
+        panels = rollout_panels(image, object_mask, rollout, ground_truth.get(input_set.stamp_ns),
+                                trajectories.get(input_set.stamp_ns))
         written += _write(panels, out_dir / f"request_{number:02d}_{rollout.mode}", rollout.fps)
     if planner_result is not None and first_input is not None and planner_result.status == "succeeded":
         panels = rollout_panels(*first_input[:2], planner_result.rollout, first_input[2])

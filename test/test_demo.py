@@ -32,7 +32,11 @@ def test_demo_replays_the_embedded_bag_and_writes_previews(tmp_path, capsys):
     assert "[demo] planner-style action call (TT-Gen), 3 hypotheses with depth" in printed
     assert "3 hypotheses ranked by medoid_object_iou" in printed and "agreement " in printed
     assert "[demo] first-ranked object path, metres in the camera optical frame" in printed
-    assert all(r.mode == "position" and len(r.video_frames) == len(r.mask_trajectory.frames) > 0 for r in rollouts)
+    # the trajectory goes out once, on its own topic (mono8 masks by default); the rollout has the video
+    trajectories = recorded["/imagination/mask_trajectory"]
+    assert len(trajectories) == requests and all(len(t.object_masks) > 0 and not len(t.frames) for t in trajectories)
+    assert all(r.mode == "position" and len(r.video_frames) == len(trajectories[0].object_masks)
+               and not len(r.mask_trajectory.object_masks) for r in rollouts)
     for number in range(requests):
         assert (out / f"request_{number:02d}_position.gif").stat().st_size > 0
         assert (out / f"request_{number:02d}_position_contact_sheet.png").stat().st_size > 0

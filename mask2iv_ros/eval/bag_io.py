@@ -50,6 +50,8 @@ OUTPUT_TOPICS = {
     "/imagination/geometry": "mask2iv_ros/msg/InteractionGeometry",
 }
 ROLLOUT_TOPIC = "/imagination/rollout"
+# The node's rollout topic leaves the trajectory's images out: they are on this topic (same stamp).
+TRAJECTORY_TOPIC = "/imagination/mask_trajectory"
 # Recorded times of bags written by `write_input_bag` start here (2023-11-14, a fixed, valid epoch).
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000
 _NS = 1_000_000_000

@@ -39,12 +39,13 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from mask2iv_ros.eval import metrics_trajectory
-from mask2iv_ros.eval.bag_io import ACTOR_MASK_TOPIC, IMAGE_TOPIC, OBJECT_MASK_TOPIC, masks_from_images, package_typestore
+from mask2iv_ros.eval.bag_io import ACTOR_MASK_TOPIC, IMAGE_TOPIC, OBJECT_MASK_TOPIC, package_typestore
 from mask2iv_ros.eval.observed_bag import CAMERA_INFO_TOPIC, DEPTH_TOPIC, ObservedSequence, read_observed_bag
 from mask2iv_ros.geometry import contact_frame, fit_support_plane, interaction_geometry
 from mask2iv_ros.geometry.contact import DEFAULT_DILATE_PX
 from mask2iv_ros.geometry.plane import dilate
 from mask2iv_ros.masks import overlay_masks
+from mask2iv_ros.ros.image_conversion import has_trajectory_images, trajectory_masks
 from mask2iv_ros.ros.synchronizer import stamp_to_ns
 
 ROLLOUT_TYPE = "mask2iv_ros/msg/ImaginedRollout"
@@ -95,19 +96,20 @@ def read_imagination(path: Path | str, *, request: Optional[int] = None, stamp_n
     typestore = package_typestore()
     found: dict[int, Imagination] = {}
     with Reader(path) as reader:
-        rollouts = [c for c in reader.connections if c.msgtype == ROLLOUT_TYPE]
-        connections = rollouts or [c for c in reader.connections if c.msgtype == TRAJECTORY_TYPE]
+        # imagine_node's rollout topic has the trajectory's header only; its images are on the
+        # trajectory topic (older bags: in the rollout), so both are read, the first with images kept
+        connections = [c for c in reader.connections if c.msgtype in (ROLLOUT_TYPE, TRAJECTORY_TYPE)]
         if not connections:
             raise ValueError(f"imagination: {path} has no {ROLLOUT_TYPE} or {TRAJECTORY_TYPE} messages (topics: "
                              f"{sorted(c.topic for c in reader.connections)})")
         for connection, _, raw in reader.messages(connections=connections):
             message = typestore.deserialize_cdr(raw, connection.msgtype)
             trajectory = message.mask_trajectory if connection.msgtype == ROLLOUT_TYPE else message
-            if not trajectory.object_masks:
-                continue
             stamp = stamp_to_ns(message.header.stamp)
-            found[stamp] = Imagination(masks_from_images(trajectory.actor_masks), masks_from_images(trajectory.object_masks),
-                                       float(trajectory.fps or getattr(message, "fps", 0.0) or 5.0), stamp,
+            if not has_trajectory_images(trajectory) or stamp in found:
+                continue
+            actor, obj = trajectory_masks(trajectory)
+            found[stamp] = Imagination(actor, obj, float(trajectory.fps or getattr(message, "fps", 0.0) or 5.0), stamp,
                                        f"{path}:{connection.topic}@{stamp}")
     stamps = sorted(found)
     if not stamps:

@@ -41,11 +41,11 @@ from mask2iv_ros.eval.bag_io import (  # bag helpers re-exported: the replay's p
     PLACEMENT_MASK_TOPIC,
     PROMPT_TOPIC,
     ROLLOUT_TOPIC,
+    TRAJECTORY_TOPIC,
     BagRequest,
     first_request_actor_mask,
     first_request_depth,
     first_request_messages,
-    masks_from_images,
     package_typestore,
     read_bag,
     read_input_bag,
@@ -53,6 +53,7 @@ from mask2iv_ros.eval.bag_io import (  # bag helpers re-exported: the replay's p
     write_input_bag,
 )
 from mask2iv_ros.eval.replay_report import ReplayReport, RequestRecord, trajectory_metrics
+from mask2iv_ros.ros.image_conversion import has_trajectory_images, trajectory_masks
 from mask2iv_ros.ros.synchronizer import stamp_to_ns
 
 __all__ = [
@@ -83,6 +84,7 @@ class _OutputRecorder:
         self.counts: dict[str, int] = {topic: 0 for topic in topics}
         self.per_stamp: dict[int, dict[str, int]] = {}
         self.rollouts: dict[int, tuple[float, Any]] = {}  # stamp -> (monotonic receipt time, rollout)
+        self.trajectories: dict[int, Any] = {}  # stamp -> MaskTrajectory (the rollout topic's has no images)
         self._connections = {topic: writer.add_connection(topic, msgtype, typestore=typestore) for topic, msgtype in topics.items()}
         # Volatile: only outputs made during this replay, not the node's latched earlier ones.
         qos = QoSProfile(
@@ -109,6 +111,8 @@ class _OutputRecorder:
                 if msgtype == OUTPUT_TOPICS[ROLLOUT_TOPIC]:
                     self.rollouts[stamp] = (received, message)
                     self._condition.notify_all()
+                elif msgtype == OUTPUT_TOPICS[TRAJECTORY_TOPIC]:
+                    self.trajectories[stamp] = message
 
         return on_message
 
@@ -277,13 +281,10 @@ def replay_bag(
             record.latency_s = received - published_at[input_set.index]
             record.node_total_seconds = float(rollout.total_seconds)
             truth = ground_truth.get(input_set.stamp_ns)
-            if truth is not None and rollout.mask_trajectory.object_masks:
-                record.metrics = trajectory_metrics(
-                    masks_from_images(rollout.mask_trajectory.actor_masks),
-                    masks_from_images(rollout.mask_trajectory.object_masks),
-                    truth.actor_masks,
-                    truth.object_masks,
-                )
+            trajectory = recorder.trajectories.get(input_set.stamp_ns, rollout.mask_trajectory)
+            if truth is not None and has_trajectory_images(trajectory):
+                actor, obj = trajectory_masks(trajectory)
+                record.metrics = trajectory_metrics(actor, obj, truth.actor_masks, truth.object_masks)
         records.append(record)
     return ReplayReport(
         input_bag=str(bag),

@@ -41,6 +41,7 @@ FORMAT_VERSION = 1
 STAGE_PROJECTION = "image_projection"
 UNET_COMPONENTS = {"text": "trajectory_unet_text", "position": "trajectory_unet_position"}
 CallbackFn = Callable[["Mask2IVPipeline", StepInfo], None]
+TrajectoryCallbackFn = Callable[["Mask2IVPipeline", "Mask2IVOutput"], None]
 
 
 @dataclass
@@ -477,7 +478,8 @@ class Mask2IVPipeline:
                  trajectory_only: bool = False, callback_on_step_end: CallbackFn | None = None, *,
                  eta: float | None = None, guidance_rescale: float | None = None,
                  num_samples: int = 1, videos_for_all_samples: bool = False,
-                 progress: bool = False) -> Mask2IVOutput:
+                 progress: bool = False,
+                 callback_on_trajectory: TrajectoryCallbackFn | None = None) -> Mask2IVOutput:
         """Generate the mask trajectory and (unless ``trajectory_only``) the video.
 
         Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given; the
@@ -492,6 +494,12 @@ class Mask2IVPipeline:
         its seed draws), ranks them (:mod:`.hypotheses`: the medoid by object-mask IoU first)
         and returns the first-ranked one, with every hypothesis in ``out.hypotheses``. Only
         that one gets a video unless ``videos_for_all_samples`` (one batch again).
+
+        ``callback_on_trajectory(pipeline, output)`` is called once, as soon as stage 1 has ended
+        and before stage 2 starts, with the stage-1 result: the first-ranked hypothesis (video None,
+        timings with "trajectory" only; ``output.hypotheses`` = all of them, ranked), so a caller
+        can act on the mask trajectory before the video exists. The returned output is a new
+        object with the same masks.
         """
         self._interrupt.clear()
         inputs = validation.check_inputs(image, object_mask, prompt, placement_mask, actor_mask,
@@ -558,6 +566,27 @@ class Mask2IVPipeline:
         ranking = hypotheses_module.rank_hypotheses(
             np.stack([sample_labels == OBJECT for sample_labels in visible_labels]))
 
+        def ranked_outputs(videos: dict[int, np.ndarray], timings: dict[str, float]) -> Mask2IVOutput:
+            """The first-ranked hypothesis, with every hypothesis (ranked) in ``.hypotheses``."""
+            outputs = []
+            for index in ranking.order:
+                sample_labels = visible_labels[index]
+                sample_timings = dict(timings) if index in videos or trajectory_only else \
+                    {"trajectory": timings["trajectory"]}
+                outputs.append(Mask2IVOutput(
+                    mask_trajectory=labels_to_rgb(sample_labels, palette),
+                    actor_masks=sample_labels == ACTOR, object_masks=sample_labels == OBJECT,
+                    video=videos.get(index), timings=sample_timings, fps=self.config.fps,
+                    mode=inputs.mode, seed=seed + index, input_region=tuple(grid.box),
+                    input_size=input_size, score=ranking.scores[index],
+                    agreement=ranking.agreement, ranking=ranking.method))
+            for output in outputs:
+                output.hypotheses = outputs
+            return outputs[0]
+
+        if callback_on_trajectory is not None:
+            callback_on_trajectory(self, ranked_outputs({}, {"trajectory": timings["trajectory"]}))
+
         # ---- stage 2: videos conditioned on the snapped trajectories (the first-ranked one, or all)
         videos: dict[int, np.ndarray] = {}
         if not trajectory_only:
@@ -579,21 +608,7 @@ class Mask2IVPipeline:
             videos = {i: grid.visible(video) for i, video in zip(chosen, decoded_videos)}
             timings["video"] = time.perf_counter() - start
 
-        outputs = []
-        for index in ranking.order:
-            sample_labels = visible_labels[index]
-            sample_timings = dict(timings) if index in videos or trajectory_only else \
-                {"trajectory": timings["trajectory"]}
-            outputs.append(Mask2IVOutput(
-                mask_trajectory=labels_to_rgb(sample_labels, palette),
-                actor_masks=sample_labels == ACTOR, object_masks=sample_labels == OBJECT,
-                video=videos.get(index), timings=sample_timings, fps=self.config.fps,
-                mode=inputs.mode, seed=seed + index, input_region=tuple(grid.box),
-                input_size=input_size, score=ranking.scores[index], agreement=ranking.agreement,
-                ranking=ranking.method))
-        for output in outputs:
-            output.hypotheses = outputs
-        return outputs[0]
+        return ranked_outputs(videos, timings)
 
 
 def _generators(generators: list[torch.Generator]) -> torch.Generator | list[torch.Generator]:

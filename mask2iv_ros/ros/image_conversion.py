@@ -144,3 +144,25 @@ def mask_to_image_msg(mask: np.ndarray, header: Any = None) -> Any:
     msg = Image(height=mask.shape[0], width=mask.shape[1], encoding="mono8", is_bigendian=0, step=mask.shape[1])
     msg.data = np.where(mask != 0, 255, 0).astype(np.uint8).tobytes()
     return _set_header(msg, header)
+
+
+def has_trajectory_images(trajectory: Any) -> bool:
+    """Whether a MaskTrajectory message carries masks or colour frames (a rollout topic's does not)."""
+    return bool(len(trajectory.object_masks) or len(trajectory.frames))
+
+
+def trajectory_masks(trajectory: Any, field: str = "mask_trajectory") -> tuple[np.ndarray, np.ndarray]:
+    """bool (actor `[T, H, W]`, object `[T, H, W]`) of a MaskTrajectory message (rclpy or rosbags),
+    whatever the node's trajectory_encoding: its mono8 masks when it has them, else its colour
+    frames read with its own palette (each pixel is exactly one palette colour)."""
+    if len(trajectory.object_masks):
+        actor = np.stack([image_msg_to_mask(m, f"{field}.actor_masks") for m in trajectory.actor_masks])
+        obj = np.stack([image_msg_to_mask(m, f"{field}.object_masks") for m in trajectory.object_masks])
+        return actor, obj
+    if not len(trajectory.frames):
+        raise ImageConversionError(field, "expected actor/object masks or colour frames, got neither (the rollout "
+                                          "topic leaves them out: read the mask_trajectory topic, same header.stamp)")
+    frames = np.stack([image_msg_to_rgb(f, f"{field}.frames") for f in trajectory.frames])
+    actor = np.all(frames == np.asarray(trajectory.actor_color, np.uint8), axis=-1)
+    obj = np.all(frames == np.asarray(trajectory.object_color, np.uint8), axis=-1)
+    return actor, obj

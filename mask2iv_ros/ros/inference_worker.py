@@ -10,7 +10,9 @@ wait on the job (action goals, on their own executor thread), so parameters, can
 are answered while a model runs. Turning a finished run into messages (`on_done`: overlays,
 message building, publishing) happens on a second, output thread, so the model thread goes on
 with the next job meanwhile; the hand-over queue holds one finished run, which bounds how many
-results are in memory at once. This module does not import rclpy or torch.
+results are in memory at once. A running job may also `post` work for the output thread (the
+node's early trajectory, when stage 1 ends): it runs there in order, before the job's `on_done`.
+This module does not import rclpy or torch.
 
 Busy policy (checked and applied atomically in `submit`):
 - "queue": up to `max_queue` jobs wait behind the running one; beyond that, `submit` refuses;
@@ -118,8 +120,10 @@ class InferenceWorker:
         self._running: Optional[InferenceJob] = None
         self._condition = threading.Condition()
         self._stopping = False
-        # One finished run waits here while the output thread converts the previous one.
-        self._finished: queue.Queue[Optional[tuple[InferenceJob, JobOutcome]]] = queue.Queue(maxsize=1)
+        # Work for the output thread, in order: finished runs (job, outcome) and posted callables.
+        # One finished run waits here while the output thread converts the previous one (the slot).
+        self._finished: queue.Queue[Any] = queue.Queue()
+        self._finished_slot = threading.Semaphore(1)
         self._thread = threading.Thread(target=self._loop, name="mask2iv-model", daemon=True)
         self._output_thread = threading.Thread(target=self._output_loop, name="mask2iv-outputs", daemon=True)
         self._thread.start()
@@ -237,7 +241,8 @@ class InferenceWorker:
                 with self._condition:
                     self._running = None
             if outcome.status == JobStatus.SUCCEEDED:
-                self._finished.put((job, outcome))  # blocks while the previous result is still waiting
+                self._finished_slot.acquire()  # blocks while the previous result is still waiting
+                self._finished.put((job, outcome))
             else:
                 self._finish(job, outcome)  # nothing to convert
         for _, future in calls:
@@ -267,11 +272,23 @@ class InferenceWorker:
         return JobOutcome(JobStatus.SUCCEEDED, output=output, run_seconds=time.monotonic() - started)
 
     # ---- output thread ---------------------------------------------------------------------
+    def post(self, function: Callable[[], None]) -> None:
+        """Run `function()` on the output thread after what is already handed over (from a job's
+        run: before that job's `on_done`). Its exceptions are logged, never raised."""
+        self._finished.put(function)
+
     def _output_loop(self) -> None:
         while True:
             item = self._finished.get()
             if item is None:
                 return
+            if callable(item):
+                try:
+                    item()
+                except Exception:  # noqa: BLE001 - a publishing error must not kill the thread
+                    self._logger.error(f"posted output work failed:\n{traceback.format_exc()}")
+                continue
+            self._finished_slot.release()
             self._finish(*item)
 
     def _finish(self, job: InferenceJob, outcome: JobOutcome) -> None:

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from mask2iv_ros.ros.parameters import ImagineParameters
 
+# Fast DDS reads its profile (transports, shared-memory segment size) from this file.
+FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+DEFAULT_FASTDDS_PROFILE = "fastdds_shm.xml"
 # Parameters launch sets itself: the launch file drives the lifecycle transitions, so the node
 # must not configure+activate on its own (`autostart` is for plain `imagine_node` runs).
 LAUNCH_MANAGED_PARAMETERS = {"autostart": False}
@@ -42,6 +46,12 @@ LAUNCH_OPTIONS = (
     LaunchArgument("auto_activate", "true",
                    "Configure (load the model) and activate (serve topics and the action) the lifecycle node "
                    "once it runs; false = leave it unconfigured for `ros2 lifecycle set`."),
+    LaunchArgument("fastdds_profile", DEFAULT_FASTDDS_PROFILE,
+                   f"Fast DDS profile of the node ({FASTDDS_PROFILE_VARIABLE}): a file in share/mask2iv_ros/config/ "
+                   "(fastdds_shm.xml: 128 MiB shared-memory segment + UDPv4, so a rollout crosses loopback as one "
+                   "SHM message; fastdds_shm_only.xml: same host only) or a path; empty = leave the environment "
+                   f"alone. Not given: {DEFAULT_FASTDDS_PROFILE}, unless {FASTDDS_PROFILE_VARIABLE} is already set "
+                   "(a user's own profile is kept). Planners get the same speed-up with the same profile."),
     LaunchArgument("allow_unknown_arguments", "false",
                    "Accept launch arguments this file does not declare (true when an including launch "
                    "file's own arguments are in scope); false = refuse them, naming the nearest known one."),
@@ -138,3 +148,27 @@ def check_known(given: Iterable[str], allow_unknown: bool = False) -> list[str]:
             "allow_unknown_arguments:=true if another launch file's arguments are in scope."
         )
     return unknown
+
+
+def fastdds_profile_environment(given: Mapping[str, str], environment: Mapping[str, str], config_dir: str) -> dict[str, str]:
+    """The environment variables the launch sets for the node's Fast DDS profile ({} = none).
+
+    `given`: the launch arguments given; `environment`: the launch's environment; `config_dir`: the
+    package's installed config/ folder. Not given: the shipped profile unless the environment
+    already names one; given empty: nothing; given: that file (a name in config_dir, or a path).
+    ValueError naming the argument when the file does not exist.
+    """
+    if "fastdds_profile" not in given:
+        if environment.get(FASTDDS_PROFILE_VARIABLE):
+            return {}
+        value = DEFAULT_FASTDDS_PROFILE
+    else:
+        value = given["fastdds_profile"].strip()
+    if not value:
+        return {}
+    path = value if os.sep in value else os.path.join(config_dir, value)
+    if not os.path.isfile(path):
+        shipped = sorted(n for n in os.listdir(config_dir) if n.startswith("fastdds")) if os.path.isdir(config_dir) else []
+        raise ValueError(f"launch argument fastdds_profile: expected a Fast DDS profile XML file (one of {shipped} "
+                         f"in {config_dir}, or a path; empty = leave {FASTDDS_PROFILE_VARIABLE} alone), got {value!r}")
+    return {FASTDDS_PROFILE_VARIABLE: os.path.abspath(path)}

@@ -14,7 +14,9 @@ transitions itself.
 
 Threads: callbacks run on a MultiThreadedExecutor (spun by a thread of `main`); the model is loaded,
 run and freed on the one model thread of `InferenceWorker`; finished runs become messages on its
-output thread. Input subscriptions share a mutually exclusive group (they feed one synchronizer);
+output thread, and so does the mask trajectory as soon as stage 1 ends (published on
+mask_trajectory_topic before the video exists; goals get feedback with trajectory_ready). Input
+subscriptions share a mutually exclusive group (they feed one synchronizer);
 the action server's callbacks are reentrant: an execute callback waits for its job on its own
 executor thread, so the executor needs `executor_threads()` threads for parameters, cancels and
 new goals to stay answered while goals wait or run.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
+import inspect
 import signal
 import sys
 import threading
@@ -450,17 +453,44 @@ class ImagineNode(LifecycleNode):
             self.causes.report(f"warning:{warning.split(':', 1)[0]}", f"imagination {request.request_id}: {warning}")
 
     # ---- jobs and outputs ---------------------------------------------------------------------
-    def _make_job(self, request: ImagineRequest, on_step: Any = None) -> InferenceJob:
+    def _make_job(self, request: ImagineRequest, on_step: Any = None, on_trajectory_sent: Any = None) -> InferenceJob:
+        """`on_trajectory_sent()`: called on the output thread once the trajectory is on its topic."""
+        early = _EarlyTrajectory()
+        on_trajectory = None
+        if _accepts_trajectory_callback(self.pipeline):
+            def on_trajectory(stage1_output: Any) -> None:  # model thread: hand over, go on with stage 2
+                self.worker.post(functools.partial(self._publish_trajectory, request, early, stage1_output,
+                                                   on_trajectory_sent))
         return InferenceJob(
             request_id=request.request_id,
-            run=functools.partial(self._run_pipeline, self.pipeline, request),
+            run=functools.partial(self._run_pipeline, self.pipeline, request, on_trajectory),
             on_step=on_step,
-            on_done=functools.partial(self._publish_outcome, request),
+            on_done=functools.partial(self._publish_outcome, request, early),
         )
 
     @staticmethod
-    def _run_pipeline(pipeline: Any, request: ImagineRequest, step_callback: Any) -> Any:
-        return pipeline(**request.pipeline_kwargs(), callback_on_step_end=lambda _pipe, info: step_callback(info))
+    def _run_pipeline(pipeline: Any, request: ImagineRequest, on_trajectory: Any, step_callback: Any) -> Any:
+        extra = {} if on_trajectory is None else {"callback_on_trajectory": lambda _pipe, output: on_trajectory(output)}
+        return pipeline(**request.pipeline_kwargs(), callback_on_step_end=lambda _pipe, info: step_callback(info), **extra)
+
+    def _trajectory_messages(self, request: ImagineRequest, output: Any, early: "_EarlyTrajectory") -> None:
+        """Every hypothesis' masks on the camera grid and its MaskTrajectory (trajectory_encoding), into `early`."""
+        p = self.params
+        fps = outputs.output_fps(output, p.output_fps)
+        header = outputs.input_header(request)
+        hypotheses = list(getattr(output, "hypotheses", None) or [output])
+        colour = p.trajectory_encoding != "masks"  # the colour frames only when they are sent
+        early.masks = [outputs.masks_in_input_frame(h, self.palette, colour) for h in hypotheses]
+        early.trajectories = [outputs.mask_trajectory_msg(h, header, fps, self.palette, m, p.trajectory_encoding)
+                              for h, m in zip(hypotheses, early.masks)]
+
+    def _publish_trajectory(self, request: ImagineRequest, early: "_EarlyTrajectory", stage1_output: Any,
+                            on_sent: Any) -> None:
+        """On the output thread, when stage 1 ended: the first-ranked trajectory on its topic, now."""
+        self._trajectory_messages(request, stage1_output, early)
+        self.trajectory_publisher.publish(early.trajectories[0])
+        if on_sent is not None:
+            on_sent()
 
     def _report_run_fault(self, request: ImagineRequest, outcome: JobOutcome) -> None:
         """Each different fault at WARN (bad input) or ERROR (failure) the first time it happens."""
@@ -474,8 +504,12 @@ class ImagineNode(LifecycleNode):
         elif outcome.status == JobStatus.TIMED_OUT:
             self.causes.report("timed_out", f"imagination {request.request_id}: {outcome.error}")
 
-    def _publish_outcome(self, request: ImagineRequest, outcome: JobOutcome) -> None:
-        """On the output thread: turn a finished run into messages and publish them."""
+    def _publish_outcome(self, request: ImagineRequest, early: "_EarlyTrajectory", outcome: JobOutcome) -> None:
+        """On the output thread: turn a finished run into messages and publish them.
+
+        The trajectory went out when stage 1 ended (`early`); a pipeline without that callback gets
+        it published here. Rollout topic: the trajectory's header/region/palette only, plus the video.
+        """
         self.stats.record(outcome.status.value, outcome.error if outcome.status != JobStatus.SUCCEEDED else "",
                           outcome.run_seconds if outcome.status == JobStatus.SUCCEEDED else None)
         if outcome.status != JobStatus.SUCCEEDED:
@@ -486,19 +520,22 @@ class ImagineNode(LifecycleNode):
         p = self.params
         fps = outputs.output_fps(output, p.output_fps)
         header = outputs.input_header(request)
+        published_early = early.trajectories is not None
+        if not published_early:
+            self._trajectory_messages(request, output, early)
         # every hypothesis in rank order; the first is `output` (one, for a single sample)
         hypotheses = list(getattr(output, "hypotheses", None) or [output])
-        masks = [outputs.masks_in_input_frame(h, self.palette) for h in hypotheses]
+        masks = early.masks
         rollouts = []
-        for index, (hypothesis, hypothesis_masks) in enumerate(zip(hypotheses, masks)):
-            trajectory = outputs.mask_trajectory_msg(hypothesis, header, fps, self.palette, hypothesis_masks)
+        for index, (hypothesis, trajectory) in enumerate(zip(hypotheses, early.trajectories)):
             rollout = outputs.rollout_msg(
                 request,
                 hypothesis,
                 trajectory,
                 fps=fps,
                 model_id=self.model_id,
-                # The run plus turning it into messages; time spent waiting in the queue is not counted.
+                # The run plus turning it into messages (the trajectory's were built while stage 2 ran);
+                # time spent waiting in the queue is not counted.
                 total_seconds=outcome.run_seconds + (time.monotonic() - conversion_started),
                 hypothesis_index=index,
             )
@@ -506,12 +543,17 @@ class ImagineNode(LifecycleNode):
             rollouts.append(rollout)
         geometry = outputs.geometry_msgs(request, masks, header, fps)
         rollout = rollouts[0]
-        outcome.rollout = rollout
-        # The result carries the other hypotheses once; the topics carry the first-ranked one as before.
+        # Each payload once per audience: the trajectory topic has the trajectory, the rollout topic
+        # the video (and the trajectory's header/region/palette), the result all of it for the goal's
+        # client, unless result_payload 'not_on_topics' leaves out what the topics carry.
+        topic_rollout = outputs.with_trajectory(rollout, outputs.without_images(rollout.mask_trajectory))
+        outcome.rollout = rollout if p.result_payload == "full" else outputs.with_trajectory(topic_rollout, None, video=False)
+        # The result carries the other hypotheses once (no topic carries them).
         outcome.result_fields = dict(
             other_hypotheses=rollouts[1:], hypothesis_scores=[r.hypothesis_score for r in rollouts],
             agreement=rollout.agreement, ranking=rollout.ranking, geometry=geometry)
-        self.trajectory_publisher.publish(rollout.mask_trajectory)
+        if not published_early:
+            self.trajectory_publisher.publish(rollout.mask_trajectory)
         if self.overlay_publisher.get_subscription_count() > 0:  # drawn only for someone watching
             overlay = overlay_frames(request.image, masks[0].actor_masks, masks[0].object_masks, self.palette)
             for frame in overlay:
@@ -519,7 +561,7 @@ class ImagineNode(LifecycleNode):
         if p.publish_video:
             for frame_msg in rollout.video_frames:
                 self.video_publisher.publish(frame_msg)
-        self.rollout_publisher.publish(rollout)
+        self.rollout_publisher.publish(topic_rollout)
         for geometry_msg in geometry:
             self.geometry_publisher.publish(geometry_msg)
         del output, hypotheses, masks
@@ -671,15 +713,23 @@ class ImagineNode(LifecycleNode):
             return self._finish_goal(goal_handle, JobStatus.INVALID_INPUT, str(error))
         self._report_warnings(request)
 
+        trajectory_ready = threading.Event()
+
         def publish_feedback(stage: str, step: int, total_steps: int) -> None:
             feedback = Imagine.Feedback(stage=stage, step=int(step), total_steps=int(total_steps),
-                                        elapsed_seconds=time.monotonic() - accepted_at)
+                                        elapsed_seconds=time.monotonic() - accepted_at,
+                                        trajectory_ready=trajectory_ready.is_set())
             try:
                 goal_handle.publish_feedback(feedback)
             except Exception as error:  # noqa: BLE001 - e.g. the context is shutting down: the run goes on
                 self.get_logger().debug(f"Imagine goal {request_id[:8]}: feedback not sent: {error}")
 
-        job = self._make_job(request, on_step=lambda info: publish_feedback(info.stage, info.step, info.total_steps))
+        def on_trajectory_sent() -> None:  # output thread, stage 2 running meanwhile
+            trajectory_ready.set()
+            publish_feedback("trajectory", request.num_inference_steps, request.num_inference_steps)
+
+        job = self._make_job(request, on_step=lambda info: publish_feedback(info.stage, info.step, info.total_steps),
+                             on_trajectory_sent=on_trajectory_sent)
         p = self.params
         with self._state_lock:
             self._goal_jobs[key] = job
@@ -728,6 +778,23 @@ class ImagineNode(LifecycleNode):
         for name, value in (result_fields or {}).items():
             setattr(result, name, value)
         return result
+
+
+class _EarlyTrajectory:
+    """One request's trajectory messages, built when stage 1 ended (output thread) and reused at the end."""
+
+    def __init__(self) -> None:
+        self.masks: Optional[list] = None         # masks_in_input_frame() of each hypothesis, rank order
+        self.trajectories: Optional[list] = None  # their MaskTrajectory messages
+
+
+def _accepts_trajectory_callback(pipeline: Any) -> bool:
+    """Whether `pipeline(...)` takes callback_on_trajectory (Mask2IVPipeline does; test stand-ins may not)."""
+    try:
+        parameters = inspect.signature(pipeline).parameters
+    except (TypeError, ValueError):
+        return False
+    return "callback_on_trajectory" in parameters
 
 
 def _return_freed_memory() -> None:

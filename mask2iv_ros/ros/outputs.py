@@ -5,6 +5,11 @@ outputs can be matched to their inputs and projected with the same camera model.
 camera image's pixel grid (the model's crop pasted back, outside = background) and
 `imagined_region` says which part the model saw; video frames stay at model resolution and cover
 that region (see msg/MaskTrajectory.msg and msg/ImaginedRollout.msg).
+
+The masks are sent as the `trajectory_encoding` parameter says (mono8 masks, colour frames or
+both), and each payload once per audience: the mask_trajectory topic carries the trajectory, the
+rollout topic a rollout whose mask_trajectory is `without_images` (header, region, palette and fps
+only), the action result the whole rollout for the goal's client (README, "What is sent where").
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
 from mask2iv_ros.geometry.hypotheses import hypotheses_geometry
-from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, overlay_masks
+from mask2iv_ros.masks import DEFAULT_PALETTE, MaskPalette, encode_mask_video, overlay_masks
 from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory
 from mask2iv_ros.pipeline.hypotheses import SINGLE
 from mask2iv_ros.pipeline.resize import masks_in_input_frame
 from mask2iv_ros.ros.geometry_messages import interaction_geometry_msg
 from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
+from mask2iv_ros.ros.parameters import TRAJECTORY_ENCODINGS
 from mask2iv_ros.ros.requests import ImagineRequest
 
 
@@ -30,17 +36,36 @@ def input_header(request: ImagineRequest) -> Header:
 
 
 def mask_trajectory_msg(
-    output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE, masks: Any = None
+    output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE, masks: Any = None,
+    encoding: str = "masks",
 ) -> MaskTrajectory:
-    """`masks`: the output's masks_in_input_frame() when already computed."""
-    msg = MaskTrajectory(header=header, fps=float(fps), imagined_region=imagined_region(output))
-    masks = masks_in_input_frame(output, palette) if masks is None else masks
-    msg.frames = [rgb_to_image_msg(frame, header) for frame in masks.mask_trajectory]
-    msg.actor_masks = [mask_to_image_msg(mask, header) for mask in masks.actor_masks]
-    msg.object_masks = [mask_to_image_msg(mask, header) for mask in masks.object_masks]
-    msg.actor_color = list(palette.actor)
-    msg.object_color = list(palette.object)
-    msg.background_color = list(palette.background)
+    """`masks`: the output's masks_in_input_frame() when already computed. `encoding` (the
+    trajectory_encoding parameter): 'masks' fills actor_masks + object_masks (mono8), 'colour'
+    fills frames (rgb8), 'both' fills all three."""
+    if encoding not in TRAJECTORY_ENCODINGS:
+        raise ValueError(f"trajectory_encoding: expected one of {list(TRAJECTORY_ENCODINGS)}, got {encoding!r}")
+    msg = without_images(MaskTrajectory(header=header, fps=float(fps), imagined_region=imagined_region(output)), palette)
+    masks = masks_in_input_frame(output, palette, colour=encoding != "masks") if masks is None else masks
+    if encoding in ("colour", "both"):
+        colours = masks.mask_trajectory if masks.mask_trajectory is not None else \
+            encode_mask_video(masks.object_masks, masks.actor_masks, palette)
+        msg.frames = [rgb_to_image_msg(frame, header) for frame in colours]
+    if encoding in ("masks", "both"):
+        msg.actor_masks = [mask_to_image_msg(mask, header) for mask in masks.actor_masks]
+        msg.object_masks = [mask_to_image_msg(mask, header) for mask in masks.object_masks]
+    return msg
+
+
+def without_images(trajectory: MaskTrajectory, palette: Optional[MaskPalette] = None) -> MaskTrajectory:
+    """A MaskTrajectory with `trajectory`'s header, imagined_region, fps and palette (or `palette`'s)
+    and no frames or masks: what the rollout topic carries, the images being on the trajectory topic."""
+    msg = MaskTrajectory(header=trajectory.header, fps=trajectory.fps, imagined_region=trajectory.imagined_region)
+    if palette is None:
+        msg.actor_color, msg.object_color = trajectory.actor_color, trajectory.object_color
+        msg.background_color = trajectory.background_color
+    else:
+        msg.actor_color, msg.object_color = list(palette.actor), list(palette.object)
+        msg.background_color = list(palette.background)
     return msg
 
 
@@ -92,6 +117,16 @@ def rollout_msg(
     if output.video is not None:
         msg.video_frames = [rgb_to_image_msg(frame, header) for frame in output.video]
     return msg
+
+
+def with_trajectory(rollout: ImaginedRollout, trajectory: Optional[MaskTrajectory] = None,
+                    video: bool = True) -> ImaginedRollout:
+    """A copy of `rollout` (sharing its images) with `trajectory` instead of its own (None: its own),
+    and without video_frames unless `video`."""
+    fields = {name: getattr(rollout, name) for name in rollout.get_fields_and_field_types()}
+    fields["mask_trajectory"] = rollout.mask_trajectory if trajectory is None else trajectory
+    fields["video_frames"] = list(rollout.video_frames) if video else []
+    return ImaginedRollout(**fields)
 
 
 def overlay_frames(image: np.ndarray, output: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:

@@ -21,6 +21,10 @@ MODES = ("text", "position")
 TRIGGERS = ("each", "rate", "on_demand")
 BUSY_POLICIES = ("queue", "reject")
 PROMPT_OVERFLOW = ("truncate", "refuse")
+# How a MaskTrajectory carries the masks: mono8 actor/object masks, the colour-coded rgb8 frames, or both.
+TRAJECTORY_ENCODINGS = ("masks", "colour", "both")
+# What an Imagine result carries of the first-ranked rollout: everything, or only what the topics do not.
+RESULT_PAYLOADS = ("full", "not_on_topics")
 # Read when the model is loaded (lifecycle configure): changeable only while the node is unconfigured.
 MODEL_PARAMETERS = ("model_path", "device", "torch_threads")
 # torch_threads 0 = the cores this process may use, at most this many (beyond ~8 threads the
@@ -114,6 +118,22 @@ class ImagineParameters:
         read_only=False,
     )
     output_fps: float = _param(0.0, "Frame rate written into outputs; 0 = the model's own.", read_only=False)
+    trajectory_encoding: str = _param(
+        "masks",
+        "How MaskTrajectory messages (topic, rollout, action result) carry the masks: 'masks' = actor_masks "
+        "and object_masks (mono8) only, 'colour' = the colour-coded frames (rgb8) only, 'both' = both "
+        "(2.5x the bytes of 'masks'; 'colour' is 1.5x). The fields not chosen are empty lists.",
+        read_only=False,
+    )
+    result_payload: str = _param(
+        "full",
+        "What an Imagine action result's `rollout` (the first-ranked hypothesis) carries: 'full' = its mask "
+        "trajectory and video, so the goal's client needs no topic; 'not_on_topics' = neither (header, "
+        "settings, timings and scores only): the client reads the trajectory from mask_trajectory_topic "
+        "(published when stage 1 ends; feedback trajectory_ready) and the video from rollout_topic, matched "
+        "by header.stamp. other_hypotheses are always full (no topic carries them).",
+        read_only=False,
+    )
     # Hypotheses
     max_samples: int = _param(
         8,
@@ -166,7 +186,8 @@ class ImagineParameters:
 
     def validate(self) -> "ImagineParameters":
         """Raise ValueError naming the first bad parameter; return self when all are valid."""
-        choices = {"mode": MODES, "trigger": TRIGGERS, "busy_policy": BUSY_POLICIES, "prompt_overflow": PROMPT_OVERFLOW}
+        choices = {"mode": MODES, "trigger": TRIGGERS, "busy_policy": BUSY_POLICIES, "prompt_overflow": PROMPT_OVERFLOW,
+                   "trajectory_encoding": TRAJECTORY_ENCODINGS, "result_payload": RESULT_PAYLOADS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")

@@ -5,7 +5,9 @@ thread, so it can be used from plain, synchronous planner code; `imagine_once` i
 form. Images and masks may be NumPy arrays (RGB uint8 [H, W, 3], bool [H, W]) or sensor_msgs/Image;
 depth a NumPy array (uint16 mm or float m [H, W]) or sensor_msgs/Image, camera_info a
 sensor_msgs/CameraInfo, a PinholeCamera or the 3x3 K. `hypotheses(result)` lists a result's
-hypotheses in rank order.
+hypotheses in rank order; `trajectory_masks(msg)` (image_conversion) reads a MaskTrajectory's masks
+whatever the node's trajectory_encoding. `imagine(..., on_trajectory=f)` calls `f` with the
+goal's mask trajectory as soon as the node publishes it (when stage 1 ends, before the video).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from std_msgs.msg import Header
 from mask2iv_ros.action import Imagine
 from mask2iv_ros.geometry.camera import PinholeCamera
 from mask2iv_ros.ros.depth_image import camera_info_msg, depth_to_image_msg
-from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg
+from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg, trajectory_masks  # noqa: F401
 
 
 class ImagineClient:
-    def __init__(self, action_name: str = "imagine", *, context: Any = None, node_name: str = "imagine_client"):
+    def __init__(self, action_name: str = "imagine", *, context: Any = None, node_name: str = "imagine_client",
+                 trajectory_topic: str = "imagination/mask_trajectory"):
+        """`trajectory_topic`: the node's mask_trajectory_topic, resolved like `action_name` (give the
+        node's namespace in both, e.g. "/robot/imagine" and "/robot/imagination/mask_trajectory")."""
         self._own_context = context is None
         if self._own_context:
             context = rclpy.Context()
@@ -37,6 +42,7 @@ class ImagineClient:
         self.node = rclpy.create_node(node_name, context=context)
         self.action_client = ActionClient(self.node, Imagine, action_name)
         self._feedback_topic = f"{self.node.resolve_topic_name(action_name)}/_action/feedback"
+        self.trajectory_topic = trajectory_topic
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._executor.spin, name="imagine-client-spin", daemon=True)
@@ -120,8 +126,13 @@ class ImagineClient:
         *,
         timeout_s: float = 600.0,
         on_feedback: Optional[Callable[[Any], None]] = None,
+        on_trajectory: Optional[Callable[[Any], None]] = None,
     ) -> Any:
         """Send `goal` and wait for the Imagine result (status, error, warnings, rollout).
+
+        `on_trajectory(msg)` (executor thread): called once with the goal's MaskTrajectory from the
+        node's trajectory topic (its header.stamp is the goal image's), as soon as stage 1 ends,
+        so a planner can act while the video is still being made. Needs the goal's own image.
 
         The node accepts every goal and says in the result why one was not run (status "rejected"
         when busy or inactive, "invalid_input" naming the field). Raises RuntimeError if the goal is
@@ -129,14 +140,48 @@ class ImagineClient:
         """
         deadline = time.monotonic() + timeout_s
         callback = (lambda message: on_feedback(message.feedback)) if on_feedback is not None else None
-        goal_handle = self._wait(self.action_client.send_goal_async(goal, feedback_callback=callback), deadline)
-        if not goal_handle.accepted:
-            raise RuntimeError("imagine: the action server did not accept the goal")
+        subscription = None if on_trajectory is None else self._subscribe_trajectory(goal, on_trajectory, deadline)
         try:
-            return self._wait(goal_handle.get_result_async(), deadline).result
-        except TimeoutError:
-            goal_handle.cancel_goal_async()
-            raise
+            goal_handle = self._wait(self.action_client.send_goal_async(goal, feedback_callback=callback), deadline)
+            if not goal_handle.accepted:
+                raise RuntimeError("imagine: the action server did not accept the goal")
+            try:
+                return self._wait(goal_handle.get_result_async(), deadline).result
+            except TimeoutError:
+                goal_handle.cancel_goal_async()
+                raise
+        finally:
+            if subscription is not None:
+                self.node.destroy_subscription(subscription)
+
+    def _subscribe_trajectory(self, goal: Any, on_trajectory: Callable[[Any], None], deadline: float) -> Any:
+        """A subscription to the trajectory topic that hands on the one message of `goal` (by stamp),
+        matched with the node's publisher before the goal is sent."""
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        from mask2iv_ros.msg import MaskTrajectory
+
+        if goal.image.width == 0:
+            raise ValueError("on_trajectory: needs the goal's own image (its stamp names the trajectory); "
+                             "the goal has none (it would use the node's latest topic set)")
+        stamp = (goal.image.header.stamp.sec, goal.image.header.stamp.nanosec)
+        delivered = threading.Event()
+
+        def on_message(msg: Any) -> None:
+            if (msg.header.stamp.sec, msg.header.stamp.nanosec) == stamp and not delivered.is_set():
+                delivered.set()
+                on_trajectory(msg)
+
+        # the node's output QoS: a trajectory published before this matched is still delivered
+        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST, depth=1)
+        subscription = self.node.create_subscription(MaskTrajectory, self.trajectory_topic, on_message, qos)
+        while subscription.get_publisher_count() == 0:
+            if time.monotonic() > deadline:
+                self.node.destroy_subscription(subscription)
+                raise TimeoutError(f"imagine: no publisher of {subscription.topic_name} (on_trajectory) in time")
+            time.sleep(0.01)
+        return subscription
 
     def close(self) -> None:
         self._executor.shutdown()

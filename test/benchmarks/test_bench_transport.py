@@ -28,6 +28,8 @@ def content(bench):
 def test_payload_variants_round_trip(bench, content):
     mono8 = [np.where(m, 255, 0).astype(np.uint8) for m in (*content["actor"], *content["object"])]
     expected = {
+        "node": mono8,  # the node's default trajectory_encoding 'masks'
+        "node-rollout": list(content["video"]),  # the trajectory's images are on its own topic
         "current": [*content["colour"], *mono8, *content["video"]],
         "colour": list(content["colour"]),
         "mono8": mono8,
@@ -57,11 +59,19 @@ def test_profiles_are_set_per_transport(bench):
     assert bench.transport_env("shm-only", base)["ROS_DOMAIN_ID"] == "7"
 
 
+def test_node_payloads_are_the_nodes_messages(bench, content):
+    (trajectory,) = bench.build_messages("node", content)
+    assert not trajectory.frames and len(trajectory.object_masks) == 3 and trajectory.fps == 8.0
+    (rollout,) = bench.build_messages("node-rollout", content)
+    assert not rollout.mask_trajectory.object_masks and len(rollout.video_frames) == 3
+    assert rollout.mask_trajectory.imagined_region.width == 48 and rollout.num_frames == 3
+
+
 def test_tiny_loopback_run_delivers_every_rollout(bench, capsys):
-    code = bench.main(["--payloads", "current", "png", "--transports", "shm", "--frames", "2",
+    code = bench.main(["--payloads", "node", "png", "--transports", "shm", "--frames", "2",
                        "--height", "32", "--width", "48", "--count", "2", "--warmup", "1",
                        "--timeout", "30"])
     assert code == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| shm |")]
-    assert [row.split(" | ")[1] for row in rows] == ["current", "png"]
+    assert [row.split(" | ")[1] for row in rows] == ["node", "png"]
     assert all(row.rstrip(" |").endswith("2/2") for row in rows)

@@ -37,6 +37,43 @@ def write_rollout_bag(path, imaginations):
     return path
 
 
+def write_node_bag(path, imaginations):
+    """An output bag as imagine_node publishes now: bare rollouts (no trajectory images) and the
+    trajectory on its own topic, here colour frames only (trajectory_encoding 'colour')."""
+    typestore = package_typestore()
+    build = _BagMessages(typestore)
+    rollout_type, trajectory_type = "mask2iv_ros/msg/ImaginedRollout", "mask2iv_ros/msg/MaskTrajectory"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        rollouts = writer.add_connection("/imagination/rollout", rollout_type, typestore=typestore)
+        trajectories = writer.add_connection("/imagination/mask_trajectory", trajectory_type, typestore=typestore)
+        for stamp, actor, obj, fps in imaginations:
+            header = build.header(stamp, "camera")
+            trajectory = build.trajectory(actor, obj, header, fps)
+            bare = build.trajectory(actor[:0], obj[:0], header, fps)
+            trajectory.actor_masks, trajectory.object_masks = [], []
+            rollout = typestore.types[rollout_type](
+                header=header, request_id=f"topic-{stamp}", input_stamp=header.stamp, mask_trajectory=bare,
+                video_frames=[], fps=fps, mode="position", prompt="", num_frames=len(obj), num_inference_steps=4,
+                guidance_scale=1.0, seed=0, model_id="test", trajectory_seconds=0.1, video_seconds=0.0,
+                total_seconds=0.1, hypothesis_index=0, num_hypotheses=1, hypothesis_score=1.0, agreement=1.0,
+                ranking="single")
+            writer.write(trajectories, stamp, typestore.serialize_cdr(trajectory, trajectory_type))
+            writer.write(rollouts, stamp + 1, typestore.serialize_cdr(rollout, rollout_type))
+    return path
+
+
+def test_a_node_bag_is_read_from_its_trajectory_topic(tmp_path):
+    rng = np.random.default_rng(3)
+    obj = rng.random((4, 24, 32)) > 0.7
+    actor = (rng.random((4, 24, 32)) > 0.8) & ~obj
+    bag = write_node_bag(tmp_path / "node", [(START_NS, actor, obj, 5.0), (START_NS + NS, obj, actor, 5.0)])
+    first = read_imagination(bag)
+    assert first.stamp_ns == START_NS and first.fps == 5.0 and "/imagination/mask_trajectory" in first.source
+    np.testing.assert_array_equal(first.object_masks, obj)
+    np.testing.assert_array_equal(first.actor_masks, actor)
+    np.testing.assert_array_equal(read_imagination(bag, request=1).object_masks, actor)
+
+
 @pytest.fixture(scope="module")
 def executed_push():
     """15 observed frames at 10 Hz of a finger pushing a box (contact at frame 6), with depth."""

@@ -53,7 +53,8 @@ def test_interfaces_live_in_the_python_package():
     rollout = ImaginedRollout()
     assert isinstance(rollout.mask_trajectory, MaskTrajectory)
     assert Imagine.Result.STATUS_SUCCEEDED == "succeeded"
-    assert {"stage", "step", "total_steps", "elapsed_seconds"} <= set(Imagine.Feedback.get_fields_and_field_types())
+    assert {"stage", "step", "total_steps", "elapsed_seconds", "trajectory_ready"} <= \
+        set(Imagine.Feedback.get_fields_and_field_types())
 
 
 def test_mask_trajectory_round_trips_over_loopback(ros_context):

@@ -129,6 +129,33 @@ def test_callback_steps_per_stage(tiny_pipe, inputs):
     assert [i.timestep for i in infos[:5]] == expected == [999, 799, 599, 399, 199]
 
 
+def test_trajectory_callback_comes_once_between_the_stages(tiny_pipe, inputs):
+    events = []
+    out = _call(tiny_pipe, inputs, num_inference_steps=3, num_samples=2,
+                callback_on_step_end=lambda pipe, info: events.append((info.stage, info.step)),
+                callback_on_trajectory=lambda pipe, early: events.append(("early", pipe, early)))
+    early_at = [i for i, event in enumerate(events) if event[0] == "early"]
+    assert len(early_at) == 1
+    # after the last trajectory step, before the first video step
+    assert events[:early_at[0]] == [("trajectory", s) for s in (1, 2, 3)]
+    assert events[early_at[0] + 1:] == [("video", s) for s in (1, 2, 3)]
+    _, pipe, early = events[early_at[0]]
+    assert pipe is tiny_pipe and early.video is None and set(early.timings) == {"trajectory"}
+    # the stage-1 result is the final one's masks, ranked the same way
+    assert [h.seed for h in early.hypotheses] == [h.seed for h in out.hypotheses]
+    for got, final in zip(early.hypotheses, out.hypotheses):
+        np.testing.assert_array_equal(got.object_masks, final.object_masks)
+        np.testing.assert_array_equal(got.mask_trajectory, final.mask_trajectory)
+    assert out.video is not None
+
+
+def test_trajectory_callback_with_trajectory_only(tiny_pipe, inputs):
+    early = []
+    out = _call(tiny_pipe, inputs, trajectory_only=True, callback_on_trajectory=lambda p, o: early.append(o))
+    assert len(early) == 1
+    np.testing.assert_array_equal(early[0].actor_masks, out.actor_masks)
+
+
 def test_interrupt_from_another_thread_stops_within_one_step(tiny_pipe, inputs):
     reached_step_2, interrupted = threading.Event(), threading.Event()
     steps = []

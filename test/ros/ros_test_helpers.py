@@ -133,13 +133,15 @@ class NodeHarness:
 class GatedPipeline:
     """Wraps the node's pipeline: records each call (kwargs, thread, torch threads) and can hold runs.
 
-    While `gate` is clear, a run waits after its first denoising step until the gate opens or
-    the run is cancelled, so tests keep the model busy exactly as long as they need, without
+    While `gate` is clear, a run waits after its first denoising step (of `hold_stage`, when
+    given: "trajectory" or "video") until the gate opens or the run is cancelled, so tests keep the model busy exactly as long as they need, without
     timing assumptions. `install(h)` puts it in the node (jobs bind the pipeline when made).
     """
 
-    def __init__(self, pipeline: Any, open_gate: bool = False, error: Exception | None = None):
+    def __init__(self, pipeline: Any, open_gate: bool = False, error: Exception | None = None,
+                 hold_stage: str | None = None):
         self.pipeline = pipeline
+        self.hold_stage = hold_stage
         self.gate = threading.Event()
         if open_gate:
             self.gate.set()
@@ -164,7 +166,7 @@ class GatedPipeline:
         self._interrupted.set()
         self.pipeline.interrupt()
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(self, *, callback_on_trajectory: Any = None, **kwargs: Any) -> Any:
         import torch
 
         self.calls.append({k: v for k, v in kwargs.items() if k != "callback_on_step_end"})
@@ -177,9 +179,13 @@ class GatedPipeline:
 
         def held_callback(pipe: Any, info: Any) -> None:
             callback(pipe, info)  # feedback; raises when the job was cancelled
+            if self.hold_stage is not None and info.stage != self.hold_stage:
+                return
             self.holding.set()
             while not (self.gate.is_set() or self._interrupted.is_set()):
                 self._interrupted.wait(0.01)
             self.holding.clear()
 
+        if callback_on_trajectory is not None:
+            kwargs["callback_on_trajectory"] = callback_on_trajectory
         return self.pipeline(**kwargs, callback_on_step_end=held_callback)

@@ -177,3 +177,33 @@ def test_cancel_carries_its_status_and_reason():
     assert (waiting.outcome.status, waiting.outcome.error) == (JobStatus.TIMED_OUT, "timeout_s: passed")
     assert (first.outcome.status, first.outcome.error) == (JobStatus.CANCELED, "shutting down")
     worker.shutdown()
+
+
+def test_posted_work_runs_on_the_output_thread_before_on_done_while_the_model_goes_on():
+    worker = InferenceWorker()
+    log = []
+    started, release = threading.Event(), threading.Event()
+
+    def posted():
+        log.append(("posted", threading.current_thread().name))
+        started.set()
+        release.wait(5)  # the output thread is busy with it: the run must not wait for that
+
+    def run(step_callback):
+        worker.post(posted)
+        assert started.wait(5)  # "stage 2" goes on while the posted work is still running
+        log.append(("run finished", release.is_set()))
+        release.set()
+        return "output"
+
+    finished = InferenceJob("a", run, on_done=lambda outcome: log.append(("done", threading.current_thread().name)))
+    assert worker.submit(finished, "queue", 4) and finished.wait(5)
+    assert log == [("posted", "mask2iv-outputs"), ("run finished", False), ("done", "mask2iv-outputs")]
+
+    def failing():
+        raise RuntimeError("publishing failed")
+
+    worker.post(failing)  # logged; the output thread goes on
+    later = job("b", SteppedRun(steps=1), log)
+    assert worker.submit(later, "queue", 4) and later.wait(5) and log[-1] == ("b", JobStatus.SUCCEEDED)
+    worker.shutdown()

@@ -19,7 +19,7 @@ NUM_FRAMES = 4  # the tiny pipeline's default
 
 
 def test_synchronized_topic_set_publishes_all_outputs(start_node):
-    h = start_node(num_inference_steps=2)
+    h = start_node(num_inference_steps=2, trajectory_encoding="both")
     trajectories = h.subscribe(MaskTrajectory, "imagination/mask_trajectory")
     rollouts = h.subscribe(ImaginedRollout, "imagination/rollout")
     overlays = h.subscribe(Image, "imagination/overlay")
@@ -48,6 +48,11 @@ def test_synchronized_topic_set_publishes_all_outputs(start_node):
     assert list(trajectory.object_color) == [255, 0, 0] and list(trajectory.actor_color) == [0, 255, 0]
     for msg in [trajectory, *trajectory.frames, *trajectory.object_masks, *overlays, *videos]:
         assert (msg.header.stamp, msg.header.frame_id) == (stamp, "cam")
+    # The rollout topic does not send the trajectory again: its header, region and palette only.
+    bare = rollout.mask_trajectory
+    assert not bare.frames and not bare.actor_masks and not bare.object_masks
+    assert (bare.header, bare.imagined_region, list(bare.object_color)) == \
+        (trajectory.header, trajectory.imagined_region, [255, 0, 0])
     # The colour frames are palette-coded and agree with the binary masks.
     frame = image_msg_to_rgb(trajectory.frames[0])
     assert frame.shape == SIZE + (3,)
@@ -62,9 +67,16 @@ def test_goal_gives_feedback_for_every_step_and_a_result(start_node):
     assert goal_handle.accepted
     result = h.result(goal_handle)
     assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
-    steps = [(f.stage, f.step, f.total_steps) for f in feedback]
+    # One more message says the trajectory is on its topic (sent from the output thread while
+    # stage 2 runs, so it may come after a video step); from then on trajectory_ready stays true.
+    wait_for(lambda: len(feedback) == 7, 5.0, "all feedback")
+    ready = [f.trajectory_ready for f in feedback]
+    turned = ready.index(True)
+    assert all(ready[turned:]) and (feedback[turned].stage, feedback[turned].step) == ("trajectory", 3)
+    steps = [(f.stage, f.step, f.total_steps) for i, f in enumerate(feedback) if i != turned]
     assert steps == [("trajectory", 1, 3), ("trajectory", 2, 3), ("trajectory", 3, 3),
                      ("video", 1, 3), ("video", 2, 3), ("video", 3, 3)]
+    assert not any(f.trajectory_ready for f in feedback if f.stage == "trajectory" and f is not feedback[turned])
     assert all(b.elapsed_seconds >= a.elapsed_seconds for a, b in zip(feedback, feedback[1:]))
     rollout = result.rollout
     assert rollout.request_id == bytes(goal_handle.goal_id.uuid).hex()
@@ -110,9 +122,10 @@ def test_busy_policy_queue_runs_goals_in_order(start_node):
     assert first.accepted and second.accepted
     assert h.result(first).status == h.result(second).status == Imagine.Result.STATUS_SUCCEEDED
     # Feedback (a topic) may still be in flight when the result (a service) arrives.
-    wait_for(lambda: len(second_feedback) >= 3, 5.0, "all feedback of the second goal")
+    wait_for(lambda: len(second_feedback) >= 4, 5.0, "all feedback of the second goal")
     assert second_feedback[0].stage == "queued"
-    assert [f.stage for f in second_feedback[1:]] == ["trajectory", "trajectory"]
+    assert [(f.stage, f.trajectory_ready) for f in second_feedback[1:]] == \
+        [("trajectory", False), ("trajectory", False), ("trajectory", True)]
 
 
 def test_busy_policy_reject_set_at_runtime_tells_the_client_why(start_node):

@@ -10,6 +10,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from ros_test_helpers import GatedPipeline, box_mask, sample_image, wait_for, wait_future  # noqa: E402
 
 from mask2iv_ros.action import Imagine  # noqa: E402
+from mask2iv_ros.msg import ImaginedRollout, MaskTrajectory  # noqa: E402
+from mask2iv_ros.ros.image_conversion import image_msg_to_mask  # noqa: E402
 from mask2iv_ros.ros.planner_client import ImagineClient  # noqa: E402
 
 
@@ -57,7 +59,9 @@ def test_sampling_defaults_are_the_checkpoints_and_overrides_are_passed(start_no
     assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
     # Nothing explicit: the pipeline applies the checkpoint's defaults; the rollout reports them.
     assert "num_inference_steps" not in gated.calls[0] and "guidance_scale" not in gated.calls[0]
-    assert result.rollout.num_inference_steps == feedback[-1].total_steps == len(feedback)
+    # one message per step, then the one saying the trajectory is on its topic
+    assert result.rollout.num_inference_steps == feedback[-1].total_steps == len(feedback) - 1
+    assert feedback[-1].trajectory_ready and not any(f.trajectory_ready for f in feedback[:-1])
     assert result.rollout.guidance_scale == h.node.capabilities.default_guidance_scale
 
     result = h.result(h.send(h.goal(num_inference_steps=3, guidance_scale=2.0, trajectory_only=True)))
@@ -96,3 +100,49 @@ def test_model_is_loaded_and_run_on_the_same_thread_with_torch_threads(start_nod
     assert loads == [(gated.threads[0], 1, str(folder))]
     assert gated.threads == [loads[0][0]] * 2 and gated.torch_threads == [1, 1]
     assert loads[0][0] != threading.get_ident() and h.node.model_id == "loaded-here"
+
+
+def test_trajectory_is_published_when_stage_1_ends_before_the_video(start_node):
+    h = start_node()
+    trajectories = h.subscribe(MaskTrajectory, "imagination/mask_trajectory")
+    rollouts = h.subscribe(ImaginedRollout, "imagination/rollout")
+    gated = GatedPipeline.install(h, hold_stage="video")  # stage 2 waits at its first step
+    feedback = []
+    goal = h.goal(num_inference_steps=2)
+    goal_handle = h.send(goal, feedback)
+    wait_for(gated.holding.is_set, 20.0, "stage 2 running")
+    ready = wait_for(lambda: [f for f in feedback if f.trajectory_ready], 10.0, "feedback trajectory_ready")
+    assert (ready[0].stage, ready[0].step, ready[0].total_steps) == ("trajectory", 2, 2)
+    early = wait_for(lambda: trajectories and trajectories[0], 10.0, "trajectory on its topic")
+    # the video does not exist yet: no rollout, no result
+    assert not rollouts and not goal_handle.get_result_async().done()
+    assert early.header.stamp == goal.image.header.stamp and len(early.object_masks) == 4
+    assert not early.frames  # trajectory_encoding 'masks' (default): mono8 masks only
+    gated.gate.set()
+    result = h.result(goal_handle)
+    assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
+    wait_for(lambda: rollouts, 10.0, "rollout")
+    assert len(trajectories) == 1  # sent once, not again at the end
+    assert not rollouts[0].mask_trajectory.object_masks and len(rollouts[0].video_frames) == 4
+    # the result carries the same trajectory (result_payload 'full')
+    for sent, got in zip(early.object_masks, result.rollout.mask_trajectory.object_masks):
+        assert (image_msg_to_mask(sent) == image_msg_to_mask(got)).all()
+    assert len(result.rollout.video_frames) == 4
+
+
+def test_result_payload_not_on_topics_leaves_out_what_the_topics_carry(start_node):
+    h = start_node(result_payload="not_on_topics", trajectory_encoding="colour")
+    trajectories = h.subscribe(MaskTrajectory, "imagination/mask_trajectory")
+    result = h.result(h.send(h.goal(num_inference_steps=2, num_samples=2)))
+    assert result.status == Imagine.Result.STATUS_SUCCEEDED, result.error
+    first = result.rollout
+    assert not first.mask_trajectory.frames and not first.mask_trajectory.object_masks and not first.video_frames
+    assert first.num_hypotheses == 2 and first.hypothesis_index == 0 and first.mask_trajectory.imagined_region.width > 0
+    # the first-ranked trajectory is on the topic; the other hypothesis is on no topic, so the result has it
+    wait_for(lambda: trajectories, 10.0, "trajectory on its topic")
+    assert len(trajectories[0].frames) == 4 and not trajectories[0].object_masks
+    (other,) = result.other_hypotheses
+    assert len(other.mask_trajectory.frames) == 4 and not other.mask_trajectory.actor_masks
+    refused = h.node.set_parameters([Parameter("result_payload", value="none")])[0]
+    assert not refused.successful and refused.reason == \
+        "result_payload: expected one of ['full', 'not_on_topics'], got 'none'"

@@ -15,7 +15,7 @@ from std_msgs.msg import Header, String  # noqa: E402
 from mask2iv_ros.action import Imagine  # noqa: E402
 from mask2iv_ros.geometry.hypotheses import hypotheses_geometry  # noqa: E402
 from mask2iv_ros.geometry.synthetic import default_camera, metres_to_16uc1, plane_depth, tabletop_plane  # noqa: E402
-from mask2iv_ros.msg import ImaginedRollout, InteractionGeometry  # noqa: E402
+from mask2iv_ros.msg import ImaginedRollout, InteractionGeometry, MaskTrajectory  # noqa: E402
 from mask2iv_ros.ros.depth_image import camera_info_msg, depth_to_image_msg  # noqa: E402
 from mask2iv_ros.ros.image_conversion import image_msg_to_mask, mask_to_image_msg, rgb_to_image_msg  # noqa: E402
 from mask2iv_ros.ros.planner_client import hypotheses  # noqa: E402
@@ -137,6 +137,7 @@ def test_samples_above_max_samples_are_refused_before_queueing(start_node):
 def test_topic_triggered_run_with_depth_publishes_geometry_and_agreement(start_node):
     h = start_node(use_depth=True, num_samples=2, publish_video=False)
     rollouts = h.subscribe(ImaginedRollout, "imagination/rollout")
+    trajectories = h.subscribe(MaskTrajectory, "imagination/mask_trajectory")
     geometry = h.subscribe(InteractionGeometry, "imagination/geometry")
     publishers = {name: h.client.create_publisher(kind, topic, qos_profile_sensor_data) for name, kind, topic in (
         ("image", Image, "camera/image"), ("mask", Image, "object_mask"), ("depth", Image, "camera/depth"),
@@ -158,5 +159,9 @@ def test_topic_triggered_run_with_depth_publishes_geometry_and_agreement(start_n
     assert 0.0 <= rollout.agreement <= 1.0 and rollout.ranking == "medoid_object_iou"
     received = wait_for(lambda: len(geometry) == 2 and geometry, 10.0, "geometry of both hypotheses")
     assert [g.header.stamp for g in received] == [header.stamp] * 2
+    # the rollout topic leaves the trajectory's images out: the first-ranked one is on its own topic
+    assert not rollout.mask_trajectory.object_masks
+    rollout.mask_trajectory = wait_for(lambda: trajectories and trajectories[0], 10.0, "trajectory")
+    assert rollout.mask_trajectory.header.stamp == header.stamp
     check_geometry(received[:1], [rollout])
     assert received[1].hypothesis_index == 1 and received[1].support_plane_valid

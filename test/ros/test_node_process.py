@@ -85,6 +85,12 @@ def test_bad_parameter_value_exits_2():
     assert_one_fatal_line(output, "busy_policy: expected one of ['queue', 'reject']")
 
 
+def test_bad_trajectory_encoding_exits_2():
+    proc, output = run_node(*TINY, "-p", "trajectory_encoding:=png")
+    assert proc.returncode == 2, output
+    assert_one_fatal_line(output, "trajectory_encoding: expected one of ['masks', 'colour', 'both'], got 'png'")
+
+
 def test_sigint_while_a_goal_runs_answers_the_client_and_exits_cleanly(tmp_path, ros_context):
     """Ctrl-C during a goal: the client gets a result, no RCLError traceback, exit code 0."""
     from mask2iv_ros.ros.planner_client import ImagineClient
@@ -134,6 +140,7 @@ def test_planner_example_against_a_node_process(tmp_path):
         assert example.returncode == 0, example.stdout + example.stderr + log.read()
         lines = example.stdout.splitlines()
         assert "trajectory step   1/2" in example.stdout and "video      step   2/2" in example.stdout
+        assert "trajectory received after" in example.stdout  # the early trajectory, before the video ended
         waypoints = [line for line in lines if line.startswith("frame ")]
         assert len(waypoints) == 4 and waypoints[0].startswith("frame 0: object ")
     finally:

@@ -11,7 +11,7 @@ from mask2iv_ros.masks import ACTOR, OBJECT, encode_mask_video  # noqa: E402
 from mask2iv_ros.pipeline import Mask2IVOutput  # noqa: E402
 from mask2iv_ros.pipeline.resize import center_crop_box, crop_geometry, resize_center_crop  # noqa: E402
 from mask2iv_ros.ros import outputs  # noqa: E402
-from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb  # noqa: E402
+from mask2iv_ros.ros.image_conversion import image_msg_to_mask, image_msg_to_rgb, trajectory_masks  # noqa: E402
 from mask2iv_ros.ros.requests import ImagineRequest  # noqa: E402
 
 IN_H, IN_W = 480, 640     # a BridgeData / webcam frame
@@ -55,7 +55,7 @@ def test_rollout_masks_are_camera_sized_and_region_is_the_crop(scene):
     output = _output_from_input_masks(obj, actor, video)
     request = _request(image)
     header = outputs.input_header(request)
-    trajectory = outputs.mask_trajectory_msg(output, header, fps=2.0)
+    trajectory = outputs.mask_trajectory_msg(output, header, fps=2.0, encoding="both")
     rollout = outputs.rollout_msg(request, output, trajectory, fps=2.0, model_id="m", total_seconds=1.0)
 
     region = rollout.mask_trajectory.imagined_region
@@ -113,7 +113,7 @@ def test_pipeline_result_for_a_wide_camera_becomes_camera_sized_messages(tiny_pi
     obj[200:300, 400:520] = True
     output = tiny_pipeline(image, obj, prompt="push", num_inference_steps=1, seed=0)
     request = _request(image)
-    trajectory = outputs.mask_trajectory_msg(output, outputs.input_header(request), fps=2.0)
+    trajectory = outputs.mask_trajectory_msg(output, outputs.input_header(request), fps=2.0, encoding="both")
     rollout = outputs.rollout_msg(request, output, trajectory, fps=2.0, model_id="tiny", total_seconds=1.0)
     region = rollout.mask_trajectory.imagined_region
     assert (region.x_offset, region.y_offset, region.width, region.height) == (120, 0, 720, 480)
@@ -123,3 +123,74 @@ def test_pipeline_result_for_a_wide_camera_becomes_camera_sized_messages(tiny_pi
         sent = image_msg_to_mask(msg)
         assert not sent[:, :120].any() and not sent[:, 840:].any()
         np.testing.assert_array_equal(sent, output.masks_in_input_frame().object_masks[t])
+
+
+@pytest.mark.parametrize("encoding, fields", [("masks", {"actor_masks", "object_masks"}), ("colour", {"frames"}),
+                                              ("both", {"frames", "actor_masks", "object_masks"})])
+def test_trajectory_encoding_fills_only_its_fields(scene, encoding, fields):
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    msg = outputs.mask_trajectory_msg(output, outputs.input_header(_request(image)), fps=2.0, encoding=encoding)
+    filled = {name for name in ("frames", "actor_masks", "object_masks") if len(getattr(msg, name))}
+    assert filled == fields
+    assert all(len(getattr(msg, name)) == FRAMES for name in fields)
+    if "frames" in fields:  # the colour frames alone still give both masks, with the palette sent along
+        colours = np.stack([image_msg_to_rgb(f) for f in msg.frames])
+        np.testing.assert_array_equal(np.all(colours == tuple(msg.object_color), axis=-1), obj)
+        inside = np.zeros((IN_H, IN_W), bool)
+        inside[:, 80:560] = True
+        np.testing.assert_array_equal(np.all(colours == tuple(msg.actor_color), axis=-1), actor & inside & ~obj)
+
+
+def test_bad_trajectory_encoding_names_the_parameter(scene):
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    with pytest.raises(ValueError, match=r"^trajectory_encoding: expected one of \['masks', 'colour', 'both'\], got 'png'"):
+        outputs.mask_trajectory_msg(output, outputs.Header(), fps=2.0, encoding="png")
+
+
+def test_rollout_for_the_topic_keeps_the_trajectory_metadata_but_not_its_images(scene):
+    from rclpy.serialization import serialize_message
+
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    request = _request(image)
+    trajectory = outputs.mask_trajectory_msg(output, outputs.input_header(request), fps=2.0)
+    rollout = outputs.rollout_msg(request, output, trajectory, fps=2.0, model_id="m", total_seconds=1.0)
+    topic = outputs.with_trajectory(rollout, outputs.without_images(rollout.mask_trajectory))
+    bare = topic.mask_trajectory
+    assert not bare.frames and not bare.actor_masks and not bare.object_masks
+    assert (bare.header, bare.imagined_region, bare.fps) == (trajectory.header, trajectory.imagined_region, 2.0)
+    assert list(bare.object_color) == list(trajectory.object_color)
+    assert len(topic.video_frames) == FRAMES and topic.request_id == "r1" and topic.seed == rollout.seed
+    # the source rollout is untouched, and the topic message is smaller by exactly the masks
+    assert len(rollout.mask_trajectory.object_masks) == FRAMES
+    mask_bytes = 2 * FRAMES * IN_H * IN_W
+    assert mask_bytes <= len(serialize_message(rollout)) - len(serialize_message(topic)) < mask_bytes + 4096
+    metadata_only = outputs.with_trajectory(topic, video=False)
+    assert not metadata_only.video_frames and len(topic.video_frames) == FRAMES
+
+
+@pytest.mark.parametrize("encoding", ["masks", "colour", "both"])
+def test_trajectory_masks_reads_every_encoding(scene, encoding):
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    msg = outputs.mask_trajectory_msg(output, outputs.Header(), fps=2.0, encoding=encoding)
+    got_actor, got_object = trajectory_masks(msg)
+    expected = output.masks_in_input_frame()
+    np.testing.assert_array_equal(got_object, expected.object_masks)
+    np.testing.assert_array_equal(got_actor, expected.actor_masks)
+    with pytest.raises(ValueError, match="^mask_trajectory: expected actor/object masks or colour frames"):
+        trajectory_masks(outputs.without_images(msg))
+
+
+def test_masks_without_colour_frames_still_give_every_encoding(scene):
+    image, obj, actor, video = scene
+    output = _output_from_input_masks(obj, actor, video)
+    plain = output.masks_in_input_frame()
+    masks_only = outputs.masks_in_input_frame(output, colour=False)  # what the node computes for 'masks'
+    assert masks_only.mask_trajectory is None
+    np.testing.assert_array_equal(masks_only.object_masks, plain.object_masks)
+    header = outputs.Header()
+    msg = outputs.mask_trajectory_msg(output, header, fps=2.0, masks=masks_only, encoding="both")
+    np.testing.assert_array_equal(np.stack([image_msg_to_rgb(f) for f in msg.frames]), plain.mask_trajectory)

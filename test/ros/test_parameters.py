@@ -48,6 +48,8 @@ def test_defaults_are_valid_and_every_field_is_described():
         ("max_samples", 65),
         ("num_samples", 9),   # above the default max_samples 8
         ("depth_topic", ""),
+        ("trajectory_encoding", "color"),
+        ("result_payload", "metadata"),
     ],
 )
 def test_bad_value_names_the_parameter(name, value):
@@ -67,3 +69,9 @@ def test_max_samples_limit_is_the_pipelines():
 
     assert MAX_SAMPLES_LIMIT == MAX_SAMPLES
     ImagineParameters(max_samples=MAX_SAMPLES, num_samples=MAX_SAMPLES).validate()
+
+
+def test_choice_errors_list_the_allowed_values():
+    with pytest.raises(ValueError, match=r"^trajectory_encoding: expected one of \['masks', 'colour', 'both'\], got 'color'$"):
+        ImagineParameters(trajectory_encoding="color").validate()
+    assert (ImagineParameters().trajectory_encoding, ImagineParameters().result_payload) == ("masks", "full")

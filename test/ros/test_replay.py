@@ -64,7 +64,11 @@ def test_replay_as_fast_as_consumed_records_outputs_and_reports(input_bag, start
     rollouts = recorded[f"{ns}/imagination/rollout"]
     assert [stamp_to_ns(r.header.stamp) for r in rollouts] == [r.stamp_ns for r in report.requests]
     assert [r.prompt for r in rollouts] == ["push right", "push it again"]
-    first_mask = image_msg_to_mask(rollouts[0].mask_trajectory.object_masks[0])  # rosbags message decodes too
+    # the trajectory's images are on its own topic (same stamps), not again in the rollout
+    trajectories = recorded[f"{ns}/imagination/mask_trajectory"]
+    assert [t.header.stamp for t in trajectories] == [r.header.stamp for r in rollouts]
+    assert all(not len(r.mask_trajectory.object_masks) for r in rollouts)
+    first_mask = image_msg_to_mask(trajectories[0].object_masks[0])  # rosbags message decodes too
     assert first_mask.shape == SIZE
 
     for record in report.requests:
