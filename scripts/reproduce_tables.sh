@@ -25,7 +25,8 @@ PY
 scripts/train_table_variants.sh "$OUT" 200 no_control actor_concat actor_controlnet > "$OUT/stream_a.log" 2>&1 &
 scripts/train_table_variants.sh "$OUT" 200 actor_object_concat actor_object_concat_de mask2iv > "$OUT/stream_b.log" 2>&1 &
 wait %1 && wait %2
-mask2iv-tables --data runs/embedded_train --out "$OUT" --steps 200 --reuse \
+# one torch thread: on a busy machine a 2-thread OpenMP team thrashes (20x slower seen here)
+OMP_NUM_THREADS=1 mask2iv-tables --data runs/embedded_train --out "$OUT" --steps 200 --reuse \
   --stage1-config training/embedded_stage1_position.yaml --stage2-config training/embedded_stage2.yaml \
   $(python -c "from mask2iv_ros.eval.tables import EMBEDDED_OVERRIDES as o; print(' '.join('--override ' + x for x in o))") \
   --max-clips 8 --sample-steps 20 "$@"
