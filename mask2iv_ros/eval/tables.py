@@ -90,6 +90,10 @@ EMBEDDED_OVERRIDES = (f"model.vae.path={EMBEDDED_MODEL_FOLDER}/vae", "model.text
                       f"model.text_encoder.path={EMBEDDED_MODEL_FOLDER}/text_encoder")
 
 
+def _model_id(folder: Path) -> str:
+    return str(json.loads((folder / "model_index.json").read_text()).get("config", {}).get("model_id", "?"))
+
+
 def override_args(overrides: dict[str, Any]) -> list[str]:
     """``{"a.b": value}`` -> ``["a.b=value", ...]`` with YAML-readable values."""
     def fmt(value: Any) -> str:
@@ -221,7 +225,8 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
 
     # ---- stage 1 (shared PT-Gen model; its trajectories feed every Table 1 row)
     stage1_pipeline = out / "pipelines" / "stage1"
-    if not (reuse and (stage1_pipeline / "model_index.json").is_file()):
+    stage1_reused = reuse and (stage1_pipeline / "model_index.json").is_file()
+    if not stage1_reused:
         train_fn(stage1_config, [*run_overrides(data_root, out / "runs" / "stage1", stage1_pipeline,
                                                 stage1_steps or steps), *extra_overrides])
     data_cfg = load_config(stage2_config, [*run_overrides(data_root, out, out, steps), *extra_overrides]).data
@@ -260,7 +265,11 @@ def reproduce_tables(data_root: str | Path, out_dir: str | Path, steps: int,
     stage1_summary = summarize_trajectory_metrics(
         [clip_trajectory_metrics(c, t) for c, t in zip(clips, trajectories["predicted"])])
     results: dict[str, Any] = {"settings": {"data": data_root, "steps": steps,
-                                            "stage1_steps": stage1_steps or steps,
+                                            # a reused stage 1 was not trained by this run
+                                            "stage1_steps": None if stage1_reused else stage1_steps or steps,
+                                            "stage1_model": str(stage1_pipeline) + (
+                                                " (reused: " + _model_id(stage1_pipeline) + ")"
+                                                if stage1_reused else ""),
                                             "sample_steps": sample_steps, "sampling": sampling,
                                             "num_clips": len(clips),
                                             "stage1_config": stage1_config,

@@ -81,5 +81,15 @@ def test_reproduce_tables_with_stub_training(tmp_path, synthetic_root, tiny_pipe
     assert stored["tables"]["table2"]["+ contact loss"]["num_clips"] == 2.0
     assert 0.0 <= stored["stage1_trajectories"]["object_iou"] <= 1.0
     assert (out / "eval" / "table1" / "mask2iv" / "metrics.json").is_file()
+    assert stored["settings"]["stage1_steps"] == 3 and "reused" not in stored["settings"]["stage1_model"]
+    # --reuse: nothing is trained again, and a stage 1 not trained by this run says so
+    calls.clear()
+    again = reproduce_tables(synthetic_root, out, steps=3, stage1_config=STAGE1_CONFIG,
+                             stage2_config=STAGE2_CONFIG, max_clips=2, sample_steps=1,
+                             suite=MetricSuite(), train_fn=stub_train, example_images=False,
+                             progress=False, reuse=True)
+    assert calls == []
+    assert again["settings"]["stage1_steps"] is None
+    assert f"reused: {tiny_pipe.config.model_id}" in again["settings"]["stage1_model"]
     with pytest.raises(ValueError, match="steps"):
         reproduce_tables(synthetic_root, out, steps=0, train_fn=stub_train)
