@@ -28,7 +28,7 @@ fi
 
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text [stage2]=video_unet)
 for part in stage1_position stage1_text stage2; do
-  run="$OUT/ft_$part"
+  run="$OUT/v2_$part"
   if compgen -G "$run/checkpoints/*" > /dev/null; then
     args=(--config "$run/config.yaml" --resume)
   else
@@ -46,7 +46,7 @@ for part in stage1_position stage1_text stage2; do
 done
 wait
 for part in stage1_position stage1_text stage2; do
-  mask2iv-train --config "$OUT/ft_$part/config.yaml" --export
+  mask2iv-train --config "$OUT/v2_$part/config.yaml" --export
 done
 cp "$V1/vae/config.json" "$V1/vae/diffusion_pytorch_model.safetensors" "$OUT/pipeline/vae/"
 # Sampling defaults as v1's (mask2iv-bench-sampling's choice: DDIM 2 steps, guidance 1.0, eta 0),
