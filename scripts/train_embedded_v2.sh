@@ -57,3 +57,19 @@ v1, v2 = (json.load(open(path)) for path in sys.argv[1:])
 v2["config"]["sampling"] = v1["config"]["sampling"]
 json.dump(v2, open(sys.argv[2], "w"), indent=2)
 PY
+
+# What was shipped (the model card's table): the fine-tuned stage-1 UNets scored lower than v1's,
+# so the embedded default is v1 with this run's video_unet. v1's text encoder (16 tokens, what
+# its TT-Gen was trained with) stays; stage 2 sees the empty prompt, its text_context_len follows.
+rm -rf "$OUT/shipped" && cp -r "$V1" "$OUT/shipped"
+rm -rf "$OUT/shipped/training" "$OUT/shipped/MODEL_CARD.md" "$OUT/shipped/model_card.json"
+cp "$OUT/pipeline/video_unet/"* "$OUT/shipped/video_unet/"
+python - "$OUT/shipped/video_unet/config.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["text_context_len"] = 16
+json.dump(config, open(sys.argv[1], "w"), indent=2)
+PY
+# then: python benchmarks/eval_embedded_quality.py --pipeline "$V1" "$OUT/pipeline" "$OUT/shipped"
+# and mask2iv_ros.assets.build.build_default_model("$OUT/shipped", base_model=<copy of $V1>,
+# runs=<the three v2_* runs>, demo_steps=2, card_extra=<continuation, grid, quality>)
