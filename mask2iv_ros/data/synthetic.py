@@ -14,7 +14,9 @@ contact and performs one of:
 * ``pull``     -- grasp and drag it in one of the same four directions;
 
 then releases and retreats (except ``pick up``, which ends holding the object). Each episode has
-one language instruction ("push the red block to the left", "pick up the blue cylinder", ...).
+one language instruction ("push the red block to the left", "pick up the blue cylinder", ...);
+with ``SyntheticConfig.prompt_variety`` a paraphrase of it (:mod:`.prompt_variety`) drawn from a
+random stream of its own, so an episode's scene is the same with and without it.
 A little camera jitter, lighting variation and sensor noise are added.
 
 Masks are taken from an id buffer filled in the same draw order as the image, so actor and
@@ -39,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .bridge import write_bridge_trajectory, write_collection_files, write_mask_annotation
+from .prompt_variety import paraphrase
 from .sample import InteractionClip
 
 ACTIONS = ("pick up", "put", "push", "pull")
@@ -88,6 +91,9 @@ class SyntheticConfig:
     jitter_px: float = 1.5  # camera jitter amplitude at 480 px height
     noise_std: float = 2.0  # sensor noise (uint8 levels)
     fps: float = 5.0  # BridgeData V2 records at 5 Hz
+    # Paraphrased instructions (verbs, direction phrases, object names; prompt_variety.py)
+    # instead of one template per action; off keeps every existing seed's prompts.
+    prompt_variety: bool = False
 
     def __post_init__(self) -> None:
         if self.height < 32 or self.width < 32:
@@ -499,13 +505,26 @@ def _render_frame(ep: _Episode, t: int, table: np.ndarray, gain: np.ndarray, mar
     return np.clip(img, 0, 255).astype(np.uint8), ids
 
 
-def render_episode(rng: np.random.Generator, cfg: SyntheticConfig, max_tries: int = 200):
+def episode_prompt_rng(seed: int, index: int) -> np.random.Generator:
+    """The paraphrase stream of episode ``index`` of ``seed``: separate from the scene's
+    (``default_rng([seed, index])``), so the scene does not depend on prompt_variety."""
+    return np.random.default_rng([seed, index, 1])
+
+
+def render_episode(rng: np.random.Generator, cfg: SyntheticConfig, max_tries: int = 200,
+                   prompt_rng: Optional[np.random.Generator] = None):
     """Plan and render one episode. Returns ``(clip, states, actions)``.
+
+    With ``cfg.prompt_variety`` the instruction is a paraphrase drawn from ``prompt_rng``
+    (required then; :func:`episode_prompt_rng` gives an episode's own stream).
 
     ``states`` float32 ``[T, 7]`` (gripper tip x, y normalised to [0, 1], lift, 0, 0, yaw,
     gripper opening in [0, 1]) and ``actions`` float32 ``[T-1, 7]`` (deltas of the first six,
     absolute gripper) follow BridgeData's 7-D end-effector convention.
     """
+    if cfg.prompt_variety and prompt_rng is None:
+        raise ValueError("prompt_rng: expected a numpy Generator for the paraphrase because "
+                         "config.prompt_variety is true, got None")
     for _ in range(max_tries):
         ep = _plan(rng, cfg)
         if ep is not None:
@@ -542,11 +561,18 @@ def render_episode(rng: np.random.Generator, cfg: SyntheticConfig, max_tries: in
     states = np.stack([tips[:, 0] / w, tips[:, 1] / h, lifts / h, np.zeros(T), np.zeros(T), yaw,
                        np.clip(opening, 0, 1)], 1).astype(np.float32)
     actions = np.concatenate([np.diff(states[:, :6], axis=0), states[1:, 6:]], 1).astype(np.float32)
+    metadata = dict(ep.extra, object=ep.objects[ep.target].name, texture=texture,
+                    objects=[o.name for o in ep.objects])
+    prompt = ep.prompt
+    if cfg.prompt_variety:
+        metadata["template_prompt"] = ep.prompt
+        target = ep.objects[ep.target]
+        reference = ep.extra.get("reference_object")
+        prompt = paraphrase(prompt_rng, ep.action, ep.direction, (target.color_name, target.shape),
+                            tuple(reference.split(" ", 1)) if reference else None)
     clip = InteractionClip(
-        frames=frames, actor_masks=actor, object_masks=obj, prompt=ep.prompt, source="synthetic",
-        action=ep.action, direction=ep.direction, fps=cfg.fps,
-        metadata=dict(ep.extra, object=ep.objects[ep.target].name, texture=texture,
-                      objects=[o.name for o in ep.objects]),
+        frames=frames, actor_masks=actor, object_masks=obj, prompt=prompt, source="synthetic",
+        action=ep.action, direction=ep.direction, fps=cfg.fps, metadata=metadata,
     )
     return clip, states, actions
 
@@ -554,7 +580,8 @@ def render_episode(rng: np.random.Generator, cfg: SyntheticConfig, max_tries: in
 def generate_episode(seed: int, index: int = 0, config: Optional[SyntheticConfig] = None) -> InteractionClip:
     """Episode ``index`` of the dataset with ``seed``; independent of how many others are drawn."""
     cfg = config or SyntheticConfig()
-    clip, _, _ = render_episode(np.random.default_rng([seed, index]), cfg)
+    clip, _, _ = render_episode(np.random.default_rng([seed, index]), cfg,
+                                prompt_rng=episode_prompt_rng(seed, index))
     clip.episode_id = f"synthetic-{seed}-{index:05d}"
     return clip
 
@@ -594,7 +621,8 @@ def write_synthetic_dataset(
     counters: dict = {}
     paths: List[Path] = []
     for i in tqdm(range(num_episodes), desc="synthetic episodes", disable=not progress):
-        clip, states, actions = render_episode(np.random.default_rng([seed, i]), cfg)
+        clip, states, actions = render_episode(np.random.default_rng([seed, i]), cfg,
+                                               prompt_rng=episode_prompt_rng(seed, i))
         task = task_folder_name(clip.action, clip.direction)
         dated = root / "synthetic" / "tabletop" / task / "00" / stamp.strftime("%Y-%m-%d_%H-%M-%S")
         if task not in counters:

@@ -48,17 +48,19 @@ class HeldOutCase:
 
 
 def synthetic_cases(count: int, seed: int = DEMO_SEED, resolution: tuple[int, int] = (64, 64),
-                    num_frames: int = 8, fps: float = 2.0,
-                    stride: int = SYNTHETIC_STRIDE) -> list[HeldOutCase]:
+                    num_frames: int = 8, fps: float = 2.0, stride: int = SYNTHETIC_STRIDE,
+                    prompt_variety: bool = False) -> list[HeldOutCase]:
     """``count`` generated episodes at ``resolution`` (H, W) with ``num_frames`` frames at ``fps``
     (drawn with ``num_frames * stride`` frames at ``fps * stride``, then every ``stride``-th kept,
-    as training does). With the defaults these are eval_embedded_quality's episodes."""
+    as training does). With the defaults these are eval_embedded_quality's episodes;
+    ``prompt_variety`` gives the same scenes with paraphrased prompts."""
     from ..data.synthetic import SyntheticConfig, generate_episode
 
     if count < 1:
         raise ValueError(f"count: expected at least one episode, got {count}")
     config = SyntheticConfig(height=int(resolution[0]), width=int(resolution[1]),
-                             num_frames=num_frames * stride, fps=fps * stride)
+                             num_frames=num_frames * stride, fps=fps * stride,
+                             prompt_variety=prompt_variety)
     cases = []
     for index in range(count):
         clip = generate_episode(seed, index, config)

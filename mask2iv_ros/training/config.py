@@ -194,6 +194,10 @@ class Stage1Config:
     # shows the actor or the object (nearest 1/8 downsampling) counts fg_weight times, i.e.
     # weight mask * (fg_weight - 1) + 1. 1.0 switches it off.
     fg_weight: float = 5.0
+    # Probability per sample of conditioning on the first-frame object mask alone, the
+    # condition a request without an actor mask gives (training/actor_drop.py); 0 = always
+    # the actor too, as the dataset encodes it.
+    actor_condition_drop_prob: float = 0.0
 
 
 @dataclass
@@ -383,7 +387,9 @@ class TrainConfig(RunConfig):
         require(self.optim.warmup_steps >= 0, "optim.warmup_steps", "an integer >= 0",
                 self.optim.warmup_steps)
         for key, p in (("diffusion.condition_dropout_prob", self.diffusion.condition_dropout_prob),
-                       ("stage2.dilate_erode_prob", self.stage2.dilate_erode_prob)):
+                       ("stage2.dilate_erode_prob", self.stage2.dilate_erode_prob),
+                       ("stage1.actor_condition_drop_prob",
+                        self.stage1.actor_condition_drop_prob)):
             require(0.0 <= p <= 1.0, key, "a probability in [0, 1]", p)
         require(0 < self.diffusion.beta_start < self.diffusion.beta_end < 1,
                 "diffusion.beta_start/beta_end", "0 < beta_start < beta_end < 1",

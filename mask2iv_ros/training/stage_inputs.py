@@ -3,7 +3,9 @@
 Stage 1 (trajectory): target = latents of the colour-coded mask video; concat = object-mask
 latent (TT-Gen) or first/last mask slots (PT-Gen), then the image latent, via
 :mod:`mask2iv_ros.pipeline.conditioning` (the released order, ``mask2iv_ros.models.layout``);
-loss weights = the released foreground weight (``stage1.fg_weight``). Stage 2 (video): target =
+loss weights = the released foreground weight (``stage1.fg_weight``); with
+``stage1.actor_condition_drop_prob`` some first-frame conditions lose the actor, as a request
+without an actor mask gives them (:mod:`.actor_drop`). Stage 2 (video): target =
 latents of the RGB video; concat = image latent, then the latents of the (perturbed)
 ground-truth trajectory; loss weights from the contact map (eq. 1-2, ``stage2.contact_*``). With
 ``stage2.control: controlnet`` the trajectory latents become the ControlNet hint and the concat
@@ -39,6 +41,7 @@ from mask2iv_ros.models.vae import VideoVAE
 from mask2iv_ros.pipeline.conditioning import pt_condition, tt_condition, video_condition
 from mask2iv_ros.pipeline.context import text_tokens
 
+from .actor_drop import drop_first_frame_actor
 from .config import TrainConfig
 
 STAGE1_KEYS = ("mask_video", "first_frame", "object_mask_rgb", "prompt")
@@ -161,14 +164,14 @@ class StageInputs:
         mask_video = self._to_device(batch["mask_video"])
         latents = self._encode(mask_video, sample=True, generator=generator)
         num_frames = latents.shape[2]
+        first_masks = self._first_frame_condition(batch, host_rng, size)
         if cfg.stage == "trajectory_text":
-            image_latent, mask_latent = self._encode_frames(batch["first_frame"],
-                                                            batch["object_mask_rgb"])
+            image_latent, mask_latent = self._encode_frames(batch["first_frame"], first_masks)
             condition = tt_condition(image_latent, mask_latent, num_frames)
             context = self._context(prompts, drop)
         else:
             image_latent, mask_latent, placement_latent = self._encode_frames(
-                batch["first_frame"], batch["object_mask_rgb"], batch["placement_mask_rgb"])
+                batch["first_frame"], first_masks, batch["placement_mask_rgb"])
             # Dropped samples see a zero placement slot (pipeline's unconditional branch).
             keep = torch.as_tensor(~drop, device=self.device).float().view(-1, 1, 1, 1, 1)
             condition = pt_condition(image_latent, mask_latent, placement_latent * keep,
@@ -180,6 +183,17 @@ class StageInputs:
                                               self.vae.spatial_factor)
         return DiffusionInputs(latents, condition, context, self._fs(batch, size), weights,
                                **self._image_inputs(batch, drop_image))
+
+    def _first_frame_condition(self, batch, host_rng, size: int) -> Any:
+        """The colour-coded first-frame masks; with ``stage1.actor_condition_drop_prob`` some
+        rows lose the actor (training/actor_drop.py). No draw when it is 0, so runs without it
+        keep their random streams."""
+        p = self.config.stage1.actor_condition_drop_prob
+        if p <= 0:
+            return batch["object_mask_rgb"]
+        _require(batch, ("object_masks",), self.config.stage)
+        return drop_first_frame_actor(batch["object_mask_rgb"], batch["object_masks"],
+                                      host_rng.random(size) < p)
 
     def _video(self, batch, host_rng, generator) -> DiffusionInputs:
         cfg, s2 = self.config, self.config.stage2

@@ -245,3 +245,43 @@ def test_embedded_model_build_records_the_demo_sampling(tmp_path):
     assert config.condition_dropout == 0.1
     assert json.loads((tmp_path / "default" / "model_card.json").read_text())[
         "demo_num_inference_steps"] == 25
+
+
+def test_embedded_model_build_continues_a_base_model_card(tmp_path):
+    """--base-model keeps the previous model's training files and runs; --card-json adds the
+    continuation step, the latent-grid numbers and the quality table to MODEL_CARD.md."""
+    from mask2iv_ros.assets.build import build_default_model
+
+    pipe = build_tiny_pipeline(seed=0, modes=("position",), with_video=False)
+    pipe.save_pretrained(tmp_path / "exported")
+    base = build_default_model(tmp_path / "exported", destination=tmp_path / "v1", demo_steps=2)
+    (base / "training" / "ft_stage2_metrics.csv").write_text("step,loss\n1,0.5\n")
+    card = json.loads((base / "model_card.json").read_text())
+    card["runs"]["ft_stage2"] = {"steps": 760, "final_loss_mean_last_50": 1.6}
+    (base / "model_card.json").write_text(json.dumps(card))
+    run = tmp_path / "v2_stage2"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,loss\n10,0.9\n20,0.7\n")
+    grid = {"episodes": 24, "seed": 7777, "RGB L1": 0.08, "RGB PSNR (dB)": 25.0, "mask L1": 0.01,
+            "mask PSNR (dB)": 25.0, "decoded actor IoU": 0.82, "decoded object IoU": 0.75,
+            "s per clip pair (CPU)": 0.7}
+    quality = {"episodes": 24, "seed": 7777, "steps": "DDIM 2 steps", "machine": "2 CPU cores",
+               "rows": {"v1": {"PT actor IoU": 0.42, "TT direction agreement": 0.765},
+                        "v2": {"PT actor IoU": 0.5}}}
+    extra = {"continuation": {"script": "scripts/train_embedded_v2.sh",
+                              "description": "Each UNet continued for 50 minutes."},
+             "grid": grid, "quality": quality, "actor_mask": "The actor mask is optional."}
+    built = build_default_model(tmp_path / "exported", destination=tmp_path / "v2", runs=(run,),
+                                demo_steps=2, base_model=base, card_extra=extra)
+    assert (built / "training" / "ft_stage2_metrics.csv").is_file()  # kept from the base
+    assert (built / "training" / "v2_stage2_metrics.csv").is_file()
+    card = json.loads((built / "model_card.json").read_text())
+    assert card["runs"]["ft_stage2"]["steps"] == 760 and card["runs"]["v2_stage2"]["steps"] == 20
+    text = (built / "MODEL_CARD.md").read_text()
+    assert "then `scripts/train_embedded_v2.sh`" in text
+    assert "4. Each UNet continued for 50 minutes." in text
+    assert "actor IoU 0.820, object IoU 0.750" in text and "## Latent grid" in text
+    assert "| v1 | 0.420 |" in text and "| 0.765 |" in text  # missing cells stay empty
+    assert "| issue 14 target | >= 0.45 |" in text
+    assert "- The actor mask is optional." in text
+    assert "| ft_stage2 | 760 | 1.6 |" in text

@@ -1,0 +1,70 @@
+"""benchmarks/eval_embedded_quality.py: one row per model with the added columns, on a tiny
+pipeline; the direction agreement it reports is 1 on the ground truth of its episodes."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mask2iv_ros.eval.heldout import synthetic_cases
+from mask2iv_ros.eval.metrics_trajectory import direction_agreement
+from mask2iv_ros.pipeline.tiny import build_tiny_pipeline
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_embedded_quality.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("eval_embedded_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_row_per_model_with_the_new_columns(tmp_path, capsys):
+    quality = _script()
+    folder = tmp_path / "tiny"
+    build_tiny_pipeline(resolution=(64, 64), num_frames=8).save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["config"]["sampling"]["num_inference_steps"] = 2  # the default --steps reads this
+    (folder / "model_index.json").write_text(json.dumps(index))
+    report = tmp_path / "report.json"
+    assert quality.main(["--episodes", "2", "--seed", "11", "--pipeline", str(folder),
+                         str(folder), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "2 unseen episodes of seed 11, recorded default steps (tiny: 2, tiny: 2)" in out
+    rows = [line for line in out.splitlines() if line.startswith(f"| {folder}")]
+    assert len(rows) == 2  # one row per model
+    cells = [row.strip("|").split("|") for row in rows]
+    assert cells[0][1:6] == cells[1][1:6]  # same model, same seeds: same mask scores
+    scores = json.loads(report.read_text())["pipeline"][str(folder)]
+    today = ["PT actor IoU", "PT object IoU", "PT placement IoU", "PT actor BF", "PT object BF",
+             "PT video PSNR (dB)", "s per PT imagination", "TT actor IoU", "TT object IoU",
+             "TT placement IoU", "TT actor BF", "TT object BF"]
+    added = [quality.FIRST_FRAME, quality.NO_ACTOR, quality.DIRECTION, quality.NO_ACTOR_RATIO]
+    assert list(scores)[:len(today) + len(added)] == today + added
+    assert math.isclose(scores[quality.NO_ACTOR_RATIO],
+                        scores[quality.NO_ACTOR] / scores["PT object IoU"])
+    assert 0 < scores[quality.FIRST_FRAME] < 60
+
+
+def test_direction_agreement_of_the_ground_truth_is_one():
+    for prompt_variety in (False, True):
+        cases = synthetic_cases(24, prompt_variety=prompt_variety)
+        checks = [direction_agreement(case.object_masks, case.prompt) for case in cases]
+        known = [check.agrees for check in checks if check.agrees is not None]
+        assert len(known) >= 12  # push / pull / pick up; put names no direction
+        assert all(known)
+        # a trajectory that stays put does not agree
+        still = [direction_agreement(np.repeat(case.object_masks[:1], 8, 0), case.prompt)
+                 for case in cases]
+        assert not any(check.agrees for check in still)
+    varied = synthetic_cases(4, prompt_variety=True)
+    plain = synthetic_cases(4)
+    assert [c.prompt for c in varied] != [c.prompt for c in plain]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(varied, plain))
+    assert dataclasses.replace(plain[0], actor_mask=None).actor_mask is None
