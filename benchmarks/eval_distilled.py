@@ -41,6 +41,7 @@ def scheduler_name(folder: str) -> str:
     return json.loads((Path(folder) / "model_index.json").read_text())["components"]["scheduler"]
 
 
+@torch.no_grad()  # not torch.set_grad_enabled(False): callers (tests) keep their grad mode
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=12)
@@ -48,7 +49,6 @@ def main(argv=None) -> int:
                         metavar="FOLDER:STEPS[:GUIDANCE]")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     rows = []
     for folder, steps, guidance in args.row:
         scheduler = scheduler_name(folder)

@@ -134,6 +134,7 @@ def recorded_steps(folder: str) -> int:
                ["config"]["sampling"]["num_inference_steps"])
 
 
+@torch.no_grad()  # not torch.set_grad_enabled(False): callers (tests) keep their grad mode
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=24)
@@ -150,7 +151,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes: expected a positive integer, got {args.episodes}")
-    torch.set_grad_enabled(False)
     torch.manual_seed(0)
     report: dict[str, dict] = {"vae": {}, "pipeline": {}}
     where = f"{args.episodes} unseen episodes of seed {args.seed}"

@@ -68,3 +68,15 @@ def test_direction_agreement_of_the_ground_truth_is_one():
     assert [c.prompt for c in varied] != [c.prompt for c in plain]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(varied, plain))
     assert dataclasses.replace(plain[0], actor_mask=None).actor_mask is None
+
+
+def test_main_leaves_the_callers_grad_mode_alone(tmp_path):
+    """A benchmark run inside the test session must not switch autograd off for later tests
+    (it once did: every training test after it failed)."""
+    import torch
+
+    folder = tmp_path / "tiny"
+    build_tiny_pipeline(resolution=(64, 64), num_frames=8).save_pretrained(folder)
+    assert torch.is_grad_enabled()
+    assert _script().main(["--episodes", "1", "--steps", "1", "--pipeline", str(folder)]) == 0
+    assert torch.is_grad_enabled()
