@@ -1,17 +1,11 @@
 """benchmarks/bench_hypotheses.py: prints one row per variant and N on the tiny pipeline."""
 
-import importlib.util
-import sys
-from pathlib import Path
+from benchmark_scripts import load_benchmark  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_hypotheses.py"
 
 
 def test_table_rows_on_the_tiny_pipeline(capsys):
-    spec = importlib.util.spec_from_file_location("bench_hypotheses", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_hypotheses")
     assert bench.main(["--tiny", "--steps", "1", "--repeats", "1", "--samples", "1", "2",
                        "--device", "cpu"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]

@@ -1,23 +1,17 @@
 """benchmarks/bench_transport.py: the payload variants carry the rollout exactly, and a tiny run
 over loopback (two processes) delivers every rollout and prints the table."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_transport.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_transport", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_transport")
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,20 @@
 pipeline; the direction agreement it reports is 1 on the ground truth of its episodes."""
 
 import dataclasses
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from mask2iv_ros.eval.heldout import synthetic_cases
 from mask2iv_ros.eval.metrics_trajectory import direction_agreement
 from mask2iv_ros.pipeline.tiny import build_tiny_pipeline
+from benchmark_scripts import load_benchmark  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_embedded_quality.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("eval_embedded_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("eval_embedded_quality")
 
 
 def test_one_row_per_model_with_the_new_columns(tmp_path, capsys):

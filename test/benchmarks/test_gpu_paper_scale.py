@@ -1,23 +1,16 @@
 """benchmarks/gpu_paper_scale.py: the CPU tiny mode runs the same code and prints its tables;
 without CUDA the default (paper-scale, CUDA) mode refuses with exit status 2."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_paper_scale.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("gpu_paper_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module         # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_paper_scale")
 
 
 def test_cpu_tiny_mode_prints_the_tables(bench, capsys):
