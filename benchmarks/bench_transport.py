@@ -167,13 +167,13 @@ def decode_messages(messages: list) -> list[np.ndarray]:
 
 def qos_profiles(payload: str, messages_per_rollout: int):
     """The node's result QoS (reliable, transient local, keep last output_qos_depth)."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     from mask2iv_ros.ros.parameters import ImagineParameters
+    from mask2iv_ros.ros.qos import latched_qos
 
     depth = messages_per_rollout if payload == "png" else ImagineParameters().output_qos_depth
-    data = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      history=HistoryPolicy.KEEP_LAST, depth=depth)
+    data = latched_qos(depth)
     ack = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
     return data, ack
 

@@ -65,6 +65,7 @@ from mask2iv_ros.ros.overlay import overlay_frames
 from mask2iv_ros.ros.parameters import (MODEL_PARAMETERS, ImagineParameters, declare_node_parameters, default_torch_threads,
                                         updated_parameters)
 from mask2iv_ros.ros.requests import ImagineRequest, InvalidInput, build_request
+from mask2iv_ros.ros.qos import latched_qos
 from mask2iv_ros.ros.serving_stats import CauseLog, ServingStats
 from mask2iv_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 
@@ -262,21 +263,13 @@ class ImagineNode(LifecycleNode):
     def _create_outputs(self) -> None:
         p = self.params
 
-        def latched(depth: int) -> QoSProfile:
-            return QoSProfile(
-                reliability=ReliabilityPolicy.RELIABLE,
-                durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                history=HistoryPolicy.KEEP_LAST,
-                depth=depth,
-            )
-
-        self.trajectory_publisher = self.create_lifecycle_publisher(MaskTrajectory, p.mask_trajectory_topic, latched(p.output_qos_depth))
-        self.rollout_publisher = self.create_lifecycle_publisher(ImaginedRollout, p.rollout_topic, latched(p.output_qos_depth))
-        self.overlay_publisher = self.create_lifecycle_publisher(Image, p.overlay_topic, latched(p.frame_stream_qos_depth))
-        self.video_publisher = self.create_lifecycle_publisher(Image, p.video_topic, latched(p.frame_stream_qos_depth))
+        self.trajectory_publisher = self.create_lifecycle_publisher(MaskTrajectory, p.mask_trajectory_topic, latched_qos(p.output_qos_depth))
+        self.rollout_publisher = self.create_lifecycle_publisher(ImaginedRollout, p.rollout_topic, latched_qos(p.output_qos_depth))
+        self.overlay_publisher = self.create_lifecycle_publisher(Image, p.overlay_topic, latched_qos(p.frame_stream_qos_depth))
+        self.video_publisher = self.create_lifecycle_publisher(Image, p.video_topic, latched_qos(p.frame_stream_qos_depth))
         # one message per hypothesis of a request: keep a whole request for late joiners
         self.geometry_publisher = self.create_lifecycle_publisher(
-            InteractionGeometry, p.geometry_topic, latched(p.output_qos_depth * p.max_samples))
+            InteractionGeometry, p.geometry_topic, latched_qos(p.output_qos_depth * p.max_samples))
         self._publishers_out = [self.trajectory_publisher, self.rollout_publisher, self.overlay_publisher, self.video_publisher,
                                 self.geometry_publisher]
         self.action_server = ActionServer(
@@ -478,7 +471,7 @@ class ImagineNode(LifecycleNode):
         p = self.params
         fps = outputs.output_fps(output, p.output_fps)
         header = outputs.input_header(request)
-        hypotheses = list(getattr(output, "hypotheses", None) or [output])
+        hypotheses = outputs.hypotheses_of(output)
         colour = p.trajectory_encoding != "masks"  # the colour frames only when they are sent
         early.masks = [outputs.masks_in_input_frame(h, self.palette, colour) for h in hypotheses]
         early.trajectories = [outputs.mask_trajectory_msg(h, header, fps, self.palette, m, p.trajectory_encoding)
@@ -524,7 +517,7 @@ class ImagineNode(LifecycleNode):
         if not published_early:
             self._trajectory_messages(request, output, early)
         # every hypothesis in rank order; the first is `output` (one, for a single sample)
-        hypotheses = list(getattr(output, "hypotheses", None) or [output])
+        hypotheses = outputs.hypotheses_of(output)
         masks = early.masks
         rollouts = []
         for index, (hypothesis, trajectory) in enumerate(zip(hypotheses, early.trajectories)):

@@ -35,6 +35,11 @@ def input_header(request: ImagineRequest) -> Header:
     return Header(stamp=request.stamp, frame_id=request.frame_id)
 
 
+def hypotheses_of(output: Any) -> list:
+    """Every hypothesis of a pipeline output in rank order (the output itself is the first)."""
+    return list(getattr(output, "hypotheses", None) or [output])
+
+
 def mask_trajectory_msg(
     output: Any, header: Header, fps: float, palette: MaskPalette = DEFAULT_PALETTE, masks: Any = None,
     encoding: str = "masks",
@@ -109,7 +114,7 @@ def rollout_msg(
         total_seconds=float(total_seconds),
         # several hypotheses (pipeline num_samples): this one's place among them
         hypothesis_index=int(hypothesis_index),
-        num_hypotheses=len(getattr(output, "hypotheses", None) or [output]),
+        num_hypotheses=len(hypotheses_of(output)),
         hypothesis_score=float(getattr(output, "score", 1.0)),
         agreement=float(getattr(output, "agreement", 1.0)),
         ranking=str(getattr(output, "ranking", SINGLE)),

@@ -27,6 +27,7 @@ from mask2iv_ros.action import Imagine
 from mask2iv_ros.geometry.camera import PinholeCamera
 from mask2iv_ros.ros.depth_image import camera_info_msg, depth_to_image_msg
 from mask2iv_ros.ros.image_conversion import mask_to_image_msg, rgb_to_image_msg, trajectory_masks  # noqa: F401
+from mask2iv_ros.ros.qos import latched_qos
 
 
 class ImagineClient:
@@ -56,13 +57,8 @@ class ImagineClient:
         this client listening (imagine_node aborts goals nobody listens to).
         """
         deadline = time.monotonic() + timeout_s
-        if not self.action_client.wait_for_server(timeout_sec=timeout_s):
-            return False
-        while self.node.count_publishers(self._feedback_topic) == 0:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return self.action_client.wait_for_server(timeout_sec=timeout_s) and \
+            _poll_until(lambda: self.node.count_publishers(self._feedback_topic) > 0, deadline)
 
     def make_goal(
         self,
@@ -157,8 +153,6 @@ class ImagineClient:
     def _subscribe_trajectory(self, goal: Any, on_trajectory: Callable[[Any], None], deadline: float) -> Any:
         """A subscription to the trajectory topic that hands on the one message of `goal` (by stamp),
         matched with the node's publisher before the goal is sent."""
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
         from mask2iv_ros.msg import MaskTrajectory
 
         if goal.image.width == 0:
@@ -173,14 +167,11 @@ class ImagineClient:
                 on_trajectory(msg)
 
         # the node's output QoS: a trajectory published before this matched is still delivered
-        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         history=HistoryPolicy.KEEP_LAST, depth=1)
-        subscription = self.node.create_subscription(MaskTrajectory, self.trajectory_topic, on_message, qos)
-        while subscription.get_publisher_count() == 0:
-            if time.monotonic() > deadline:
-                self.node.destroy_subscription(subscription)
-                raise TimeoutError(f"imagine: no publisher of {subscription.topic_name} (on_trajectory) in time")
-            time.sleep(0.01)
+        subscription = self.node.create_subscription(MaskTrajectory, self.trajectory_topic, on_message,
+                                                     latched_qos(1))
+        if not _poll_until(lambda: subscription.get_publisher_count() > 0, deadline):
+            self.node.destroy_subscription(subscription)
+            raise TimeoutError(f"imagine: no publisher of {subscription.topic_name} (on_trajectory) in time")
         return subscription
 
     def close(self) -> None:
@@ -199,11 +190,19 @@ class ImagineClient:
 
     @staticmethod
     def _wait(future: Any, deadline: float) -> Any:
-        while not future.done():  # spun by the executor thread: only poll here
-            if time.monotonic() > deadline:
-                raise TimeoutError("imagine: no answer from imagine_node in time")
-            time.sleep(0.01)
+        if not _poll_until(future.done, deadline):  # spun by the executor thread: only poll here
+            raise TimeoutError("imagine: no answer from imagine_node in time")
         return future.result()
+
+
+def _poll_until(condition: Callable[[], bool], deadline: float) -> bool:
+    """Poll `condition` (the executor thread does the spinning) until true; False once `deadline`
+    (time.monotonic()) has passed."""
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _camera_info(value: Any, header: Header, depth: Any) -> CameraInfo:
