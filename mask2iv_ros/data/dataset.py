@@ -77,7 +77,7 @@ def sample_frame_indices(num_available: int, num_frames: int, stride: int,
     return idx, max(1, (num_available - 1) // max(1, num_frames - 1))
 
 
-def _to_unit_range(rgb: np.ndarray) -> torch.Tensor:
+def to_unit_range(rgb: np.ndarray) -> torch.Tensor:
     """uint8 ``[..., H, W, 3]`` -> float32 channels-first in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(rgb)).to(torch.float32).div_(127.5).sub_(1.0)
     if t.ndim == 4:  # [T, H, W, 3] -> [3, T, H, W]
@@ -220,11 +220,11 @@ class Mask2IVDataset(Dataset):
         cond_actor, cond_obj = (random_dilate_erode((actor, obj), p=self.mask_aug_p, rng=rng)
                                 if self.augment_masks else (actor, obj))
         return {
-            "video": _to_unit_range(frames),
-            "mask_video": _to_unit_range(encode_mask_video(cond_obj, cond_actor)),
-            "first_frame": _to_unit_range(frames[0]),
-            "object_mask_rgb": _to_unit_range(encode_masks(obj[0], actor[0])),
-            "placement_mask_rgb": _to_unit_range(encode_masks(obj[-1])),
+            "video": to_unit_range(frames),
+            "mask_video": to_unit_range(encode_mask_video(cond_obj, cond_actor)),
+            "first_frame": to_unit_range(frames[0]),
+            "object_mask_rgb": to_unit_range(encode_masks(obj[0], actor[0])),
+            "placement_mask_rgb": to_unit_range(encode_masks(obj[-1])),
             "actor_masks": torch.from_numpy(np.ascontiguousarray(actor)),
             "object_masks": torch.from_numpy(np.ascontiguousarray(obj)),
             "prompt": clip.prompt,

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from mask2iv_ros.data.dataset import to_unit_range
 from mask2iv_ros.masks import encode_masks
 
 
 def object_only_condition(object_mask: np.ndarray) -> torch.Tensor:
     """The pipeline's first-frame condition without an actor mask, as the dataset's tensors:
     bool ``[H, W]`` -> float ``[3, H, W]`` in [-1, 1]."""
-    rgb = encode_masks(np.asarray(object_mask, dtype=bool), None)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return to_unit_range(encode_masks(np.asarray(object_mask, dtype=bool), None))
 
 
 def drop_first_frame_actor(object_mask_rgb: Any, object_masks: Any,

@@ -35,6 +35,7 @@ import torch
 
 from mask2iv_ros.data.augment import (contact_loss_weights, contact_map, downsample_weights,
                                       foreground_loss_weights, random_dilate_erode)
+from mask2iv_ros.data.dataset import to_unit_range
 from mask2iv_ros.masks import encode_mask_video
 from mask2iv_ros.models.text_encoder import TextEncoder
 from mask2iv_ros.models.vae import VideoVAE
@@ -77,7 +78,7 @@ class DiffusionInputs:
 
 def uint8_video_to_tensor(video: np.ndarray) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` -> float ``[3, T, H, W]`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(video)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    return to_unit_range(video)
 
 
 def _require(batch: Mapping[str, Any], keys: tuple[str, ...], stage: str) -> None:
