@@ -9,7 +9,9 @@
   per-frame PSNR, frames 1..T-1) and seconds per PT-Gen imagination; then the first imagined
   frame's PSNR against the input image (is the scene kept?), the PT-Gen object IoU without the
   first-frame actor mask (the node's ``use_actor_mask: false``) and its ratio to the one with
-  it, and the TT-Gen direction agreement: the share of TT cases whose imagined object moves
+  it, the two PSNRs again with the model's own pixels everywhere (when the checkpoint's
+  recorded ``video_background`` is "input", the first ones are composited onto the input image),
+  and the TT-Gen direction agreement: the share of TT cases whose imagined object moves
   within 45 degrees of the direction parsed from the prompt (at least 1 px; cases whose prompt
   names no direction, e.g. "put ... behind ...", are skipped). Cases and scores from
   mask2iv_ros.eval.heldout (as mask2iv-bench-sampling).
@@ -49,6 +51,8 @@ NO_ACTOR = "PT object IoU, no actor mask"
 NO_ACTOR_RATIO = "PT object IoU no-actor / with-actor"
 FIRST_FRAME = "PT first-frame PSNR (dB)"
 DIRECTION = "TT direction agreement"
+OWN_PSNR = "PT video PSNR, model's background (dB)"
+OWN_FIRST_FRAME = "PT first-frame PSNR, model's background (dB)"
 
 
 def episodes(count: int, seed: int = DEMO_SEED):
@@ -100,6 +104,7 @@ def pipeline_scores(folder: str, count: int, steps: int | None = None,
     settings = {key: value for key, value in (("num_inference_steps", steps),
                                               ("guidance_scale", guidance_scale))
                 if value is not None}
+    background = pipe.config.sampling.video_background
     cases = synthetic_cases(count, seed, (64, 64), num_frames=8, fps=2.0, stride=STRIDE,
                             prompt_variety=prompt_variety)
     rows, extra = [], []
@@ -115,6 +120,12 @@ def pipeline_scores(folder: str, count: int, steps: int | None = None,
                 without, _ = run_case(pipe, dataclasses.replace(case, actor_mask=None), mode,
                                       trajectory_only=True, **settings)
                 more[NO_ACTOR] = case_scores(without, case)["object IoU"]
+                # the same imagination with the model's own pixels everywhere (no compositing onto
+                # the input image); equal to the columns above when the recorded default is that
+                own = out if background == "imagined" else run_case(
+                    pipe, case, mode, video_background="imagined", **settings)[0]
+                more[OWN_PSNR] = case_scores(own, case)["video PSNR (dB)"]
+                more[OWN_FIRST_FRAME] = psnr(own.video[:1], case.image[None])
             else:
                 check = direction_agreement(out.object_masks, case.prompt)
                 if check.agrees is not None:  # the prompt names a direction

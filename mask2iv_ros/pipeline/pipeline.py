@@ -29,7 +29,7 @@ from ..models.resampler import Resampler
 from ..models.text_encoder import TextEncoder, load_text_encoder
 from ..models.unet import VideoUNet
 from ..models.vae import VideoVAE
-from . import conditioning, context, resize, validation
+from . import background, conditioning, context, resize, validation
 from . import hypotheses as hypotheses_module
 from .ddim import scheduler_class
 from .pipeline_config import MODEL_INDEX, PipelineConfig, SamplingDefaults  # noqa: F401 (re-export)
@@ -479,7 +479,8 @@ class Mask2IVPipeline:
                  eta: float | None = None, guidance_rescale: float | None = None,
                  num_samples: int = 1, videos_for_all_samples: bool = False,
                  progress: bool = False,
-                 callback_on_trajectory: TrajectoryCallbackFn | None = None) -> Mask2IVOutput:
+                 callback_on_trajectory: TrajectoryCallbackFn | None = None,
+                 video_background: str | None = None) -> Mask2IVOutput:
         """Generate the mask trajectory and (unless ``trajectory_only``) the video.
 
         Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given; the
@@ -500,6 +501,11 @@ class Mask2IVPipeline:
         timings with "trajectory" only; ``output.hypotheses`` = all of them, ranked), so a caller
         can act on the mask trajectory before the video exists. The returned output is a new
         object with the same masks.
+
+        ``video_background``: ``"imagined"`` = every video pixel is the model's; ``"input"`` =
+        pixels outside the input's and the imagined frame's actor/object regions (dilated,
+        feathered) keep the input image (:mod:`.background`); None = the checkpoint's recorded
+        default (``config.sampling.video_background``).
         """
         self._interrupt.clear()
         inputs = validation.check_inputs(image, object_mask, prompt, placement_mask, actor_mask,
@@ -511,6 +517,8 @@ class Mask2IVPipeline:
         settings = self.sampling_settings(num_inference_steps, guidance_scale, eta,
                                           guidance_rescale)
         seed = validation.check_seed(seed, num_samples)
+        video_background = background.check_video_background(
+            self.config.sampling.video_background if video_background is None else video_background)
         self._check_image_frames(num_frames)
         if not trajectory_only and self.video_unet is None:
             raise validation.Mask2IVInputError("trajectory_only: this checkpoint has no video "
@@ -605,6 +613,11 @@ class Mask2IVPipeline:
                                          generator=_generators([generators[i] for i in chosen]),
                                          **sample_kwargs)
             decoded_videos = _to_uint8(self.vae.decode(video_latents))
+            if video_background == "input":
+                input_moving = model_object if model_actor is None else model_object | model_actor
+                decoded_videos = np.stack([
+                    background.keep_input_background(video, model_image, input_moving, labels[i])
+                    for i, video in zip(chosen, decoded_videos)])
             videos = {i: grid.visible(video) for i, video in zip(chosen, decoded_videos)}
             timings["video"] = time.perf_counter() - start
 

@@ -55,6 +55,9 @@ class SamplingDefaults:
     # x_start * s(t) (sampling.dynamic_rescale_schedule); None = off. DDIM only.
     dynamic_rescale: float | None = 0.7
     scheduler: str = "SafeDDIMScheduler"   # class name of the scheduler in scheduler/
+    # "imagined": the video is the model's; "input": composited onto the input image outside the
+    # moving regions (pipeline/background.py)
+    video_background: str = "imagined"
 
     def __post_init__(self) -> None:
         steps = self.num_inference_steps
@@ -70,6 +73,9 @@ class SamplingDefaults:
         if self.dynamic_rescale is not None:
             self.dynamic_rescale = _number("sampling.dynamic_rescale", self.dynamic_rescale,
                                            1e-6, 1.0)
+        if self.video_background not in ("imagined", "input"):
+            raise ValueError(f"sampling.video_background: expected 'imagined' or 'input', got "
+                             f"{self.video_background!r}")
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError(f"sampling.scheduler: expected a scheduler class name, got "
                              f"{self.scheduler!r}")

@@ -25,6 +25,7 @@ PROMPT_OVERFLOW = ("truncate", "refuse")
 TRAJECTORY_ENCODINGS = ("masks", "colour", "both")
 # What an Imagine result carries of the first-ranked rollout: everything, or only what the topics do not.
 RESULT_PAYLOADS = ("full", "not_on_topics")
+VIDEO_BACKGROUNDS = ("checkpoint", "imagined", "input")
 # Read when the model is loaded (lifecycle configure): changeable only while the node is unconfigured.
 MODEL_PARAMETERS = ("model_path", "device", "torch_threads")
 # torch_threads 0 = the cores this process may use, at most this many (beyond ~8 threads the
@@ -117,6 +118,14 @@ class ImagineParameters:
         "false = trajectory only. Goals choose with trajectory_only.",
         read_only=False,
     )
+    video_background: str = _param(
+        "checkpoint",
+        "Pixels of the imagined video outside the actor/object regions (the input's and each imagined "
+        "frame's, dilated and feathered): 'imagined' = the model's, 'input' = the input image's (pixel "
+        "compositing that keeps the camera's scene; it trusts the mask trajectory), 'checkpoint' = the "
+        "model's recorded default (model_index.json config.sampling.video_background).",
+        read_only=False,
+    )
     output_fps: float = _param(0.0, "Frame rate written into outputs; 0 = the model's own.", read_only=False)
     trajectory_encoding: str = _param(
         "masks",
@@ -187,7 +196,8 @@ class ImagineParameters:
     def validate(self) -> "ImagineParameters":
         """Raise ValueError naming the first bad parameter; return self when all are valid."""
         choices = {"mode": MODES, "trigger": TRIGGERS, "busy_policy": BUSY_POLICIES, "prompt_overflow": PROMPT_OVERFLOW,
-                   "trajectory_encoding": TRAJECTORY_ENCODINGS, "result_payload": RESULT_PAYLOADS}
+                   "trajectory_encoding": TRAJECTORY_ENCODINGS, "result_payload": RESULT_PAYLOADS,
+                   "video_background": VIDEO_BACKGROUNDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")

@@ -181,6 +181,8 @@ def _sampling(num_frames: int, num_inference_steps: int, guidance_scale: float, 
             raise InvalidInput("guidance_scale:range", f"guidance_scale: expected a number in "
                                f"(0, {caps.max_guidance_scale:g}] (0 = the node's default){where}, got {guidance}")
         overrides["guidance_scale"] = float(guidance)
+    if params.video_background != "checkpoint":  # only when set: test stand-ins need not know it
+        overrides["video_background"] = params.video_background
     return (frames, int(overrides.get("num_inference_steps", caps.default_num_inference_steps)),
             float(overrides.get("guidance_scale", caps.default_guidance_scale)), overrides)
 

@@ -59,7 +59,7 @@ def test_config_json_schema_round_trip():
     data = json.loads(json.dumps(config.to_dict()))
     assert data["sampling"] == {"num_inference_steps": 30, "guidance_scale": 1.0, "eta": 0.5,
                                 "guidance_rescale": 0.7, "dynamic_rescale": 0.7,
-                                "scheduler": "SafeDDIMScheduler"}
+                                "scheduler": "SafeDDIMScheduler", "video_background": "imagined"}
     assert data["training"] == {"condition_dropout": 0.0}
     assert not {"eta", "guidance_rescale", "dynamic_rescale", "condition_dropout"} & set(data)
     assert PipelineConfig.from_dict(data) == config
@@ -80,6 +80,7 @@ def test_legacy_config_loads_with_the_settings_it_was_sampled_with():
     ({"sampling": {"eta": 2.0}}, r"sampling.eta: expected a finite number in \[0.0, 1.0\]"),
     ({"sampling": {"num_inference_steps": 0}}, r"sampling.num_inference_steps: expected an int"),
     ({"training": {"condition_dropout": -0.1}}, r"training.condition_dropout: expected"),
+    ({"sampling": {"video_background": "camera"}}, r"sampling.video_background: expected 'imagined' or 'input'"),
     ({"training": {"uncond_prob": 0.0}}, r"config.training: expected"),
 ])
 def test_bad_sampling_config_names_the_field(change, message):

@@ -74,6 +74,13 @@ def test_sampling_defaults_are_the_checkpoints_and_overrides_are_passed(start_no
     assert (gated.calls[2]["num_inference_steps"], gated.calls[2]["guidance_scale"]) == (2, 0.0)
     refused = h.node.set_parameters([Parameter("num_inference_steps", value=5000)])[0]
     assert not refused.successful and refused.reason.startswith("num_inference_steps: expected 0")
+    # video_background: the checkpoint's unless the node parameter says otherwise
+    assert all("video_background" not in call for call in gated.calls)
+    assert h.node.set_parameters([Parameter("video_background", value="input")])[0].successful
+    h.result(h.send(goal))
+    assert gated.calls[3]["video_background"] == "input"
+    refused = h.node.set_parameters([Parameter("video_background", value="camera")])[0]
+    assert not refused.successful and refused.reason.startswith("video_background: expected one of")
 
 
 def test_model_is_loaded_and_run_on_the_same_thread_with_torch_threads(start_node, tiny_pipeline, monkeypatch, tmp_path):

@@ -50,6 +50,7 @@ def test_defaults_are_valid_and_every_field_is_described():
         ("depth_topic", ""),
         ("trajectory_encoding", "color"),
         ("result_payload", "metadata"),
+        ("video_background", "camera"),
     ],
 )
 def test_bad_value_names_the_parameter(name, value):
