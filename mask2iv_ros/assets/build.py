@@ -92,7 +92,8 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     The copy records the demo's sampling (``demo_steps``, deterministic DDIM: eta 0) as its
     defaults; the rest (CFG from the runs' condition dropout) is the export's. ``base_model``:
     the embedded model this one continued from; its training files and card runs are kept.
-    ``card_extra``: further card entries (``continuation``, ``grid``, ``quality``: see
+    ``card_extra``: further card entries (``continuation`` or a list ``continuations``, ``grid``,
+    ``quality``: see
     :func:`model_card_markdown`).
     """
     from mask2iv_ros.pipeline import PipelineConfig
@@ -185,13 +186,16 @@ PSNR {grid['RGB PSNR (dB)']:.1f} dB, colour-coded masks L1 {grid['mask L1']:.4f}
 {grid['mask PSNR (dB)']:.1f} dB; decoded masks (nearest palette colour) against the true ones:
 actor IoU {grid['decoded actor IoU']:.3f}, object IoU {grid['decoded object IoU']:.3f}
 ({grid['s per clip pair (CPU)']:.2f} s on CPU to encode and decode one RGB and one mask clip).
-The grid holds the thin arm and the small blocks well enough for the actor / object IoU
+{grid.get('conclusion') or _DEFAULT_GRID_CONCLUSION.format(**grid)}"""
+
+
+_DEFAULT_GRID_CONCLUSION = """The grid holds the thin arm and the small blocks well enough for the actor / object IoU
 targets (0.45 / 0.55), so it is kept: a 128x128 model would be trained from scratch with 4x
 the pixels per step and a VAE that costs several times more, with no GPU here. What the grid
 (with this VAE) does limit: a perfect latent decodes to these round-trip numbers, so the
-object IoU of a final frame averages about {grid['decoded object IoU']:.2f} even then (the
+object IoU of a final frame averages about {decoded object IoU:.2f} even then (the
 placement target is 0.80), and no decoded frame is closer to the real one than about
-{grid['RGB PSNR (dB)']:.0f} dB RGB PSNR on average, below the 28 dB first-frame target whatever
+{RGB PSNR (dB):.0f} dB RGB PSNR on average, below the 28 dB first-frame target whatever
 the UNets do."""
 
 
@@ -199,9 +203,11 @@ def model_card_markdown(card: dict) -> str:
     runs = "\n".join(f"| {name} | {info.get('steps')} | {info.get('final_loss_mean_last_50', info.get('scaling_factor'))} |"
                       for name, info in card["runs"].items())
     params = "\n".join(f"| {name} | {count:,} |" for name, count in card["parameters"].items())
-    continuation = card.get("continuation")
-    step4 = "" if continuation is None else f"""
-4. {continuation['description']}"""
+    # later steps, each continuing the model before it (a card may hold one "continuation" or a
+    # list of "continuations"; they are numbered from 4)
+    continuations = card.get("continuations") or ([card["continuation"]] if card.get("continuation") else [])
+    step4 = "".join(f"""
+{number}. {step['description']}""" for number, step in enumerate(continuations, start=4))
     grid = "" if "grid" not in card else f"""
 ## Latent grid
 {_grid_markdown(card['grid'])}
@@ -227,7 +233,7 @@ the share of TT-Gen cases (with a direction in the prompt) whose imagined object
                      "\"release\"` in each `config.json`), which computes the same function.")
     return f"""# Embedded default Mask2IV (mask2iv_ros)
 
-A small Mask2IV trained with this project's own commands (`scripts/train_embedded_default.sh`{', then `' + continuation['script'] + '`' if continuation else ''}),
+A small Mask2IV trained with this project's own commands (`scripts/train_embedded_default.sh`{''.join(', then `' + step['script'] + '`' for step in continuations)}),
 so that `make demo` shows a real imagination without downloading anything. It is a demonstration
 of the method and the software path, not a model for real robots.
 

@@ -286,3 +286,10 @@ def test_embedded_model_build_continues_a_base_model_card(tmp_path):
     assert "| issue 14 target | >= 0.45 |" in text
     assert "- The actor mask is optional." in text
     assert "| ft_stage2 | 760 | 1.6 |" in text
+    # several continuation steps, numbered from 4, each script named once in the header
+    extra["continuations"] = [extra.pop("continuation"),
+                              {"script": "scripts/train_embedded_v3.sh", "description": "The decoder."}]
+    text = (build_default_model(tmp_path / "exported", destination=tmp_path / "v3", base_model=base,
+                                demo_steps=2, card_extra=extra) / "MODEL_CARD.md").read_text()
+    assert "then `scripts/train_embedded_v2.sh`, then `scripts/train_embedded_v3.sh`" in text
+    assert "4. Each UNet continued for 50 minutes.\n5. The decoder." in text
