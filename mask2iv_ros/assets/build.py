@@ -131,8 +131,10 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
                                   "steps": _last_step(run / "metrics.csv") if (run / "metrics.csv").is_file() else None}
     if vae_run is not None and (Path(vae_run) / "training_log.json").is_file():
         log = json.loads((Path(vae_run) / "training_log.json").read_text())
-        (training / "vae_training_log.json").write_text(json.dumps(log))
-        card["runs"]["vae"] = {k: log[k] for k in ("steps", "batch_size", "lr", "scaling_factor", "init_from",
+        # a continued model keeps its base's VAE run and adds this one under the run's name
+        key = "vae" if "vae" not in card["runs"] else f"vae_{Path(vae_run).name}"
+        (training / f"{key}_training_log.json").write_text(json.dumps(log))
+        card["runs"][key] = {k: log[k] for k in ("steps", "batch_size", "lr", "scaling_factor", "init_from",
                                                     "block_out_channels", "device", "seconds")
                                if k in log}
     if vae_base_run is not None and (Path(vae_base_run) / "training_log.json").is_file():
@@ -151,6 +153,8 @@ QUALITY_COLUMNS = (("PT actor IoU", "PT actor IoU", ">= 0.45"),
                    ("PT placement IoU", "PT placement IoU", ">= 0.80"),
                    ("PT video PSNR (dB)", "video PSNR (dB)", ">= 22"),
                    ("PT first-frame PSNR (dB)", "first-frame PSNR (dB)", ">= 28"),
+                   ("PT video PSNR, model's background (dB)", "video PSNR, model's own background", ""),
+                   ("PT first-frame PSNR, model's background (dB)", "first-frame PSNR, model's own background", ""),
                    ("PT object IoU, no actor mask", "PT object IoU, no actor mask", ""),
                    ("PT object IoU no-actor / with-actor", "no-actor / with-actor", ">= 0.9"),
                    ("TT object IoU", "TT object IoU", ">= 0.45"),
@@ -188,6 +192,10 @@ actor IoU {grid['decoded actor IoU']:.3f}, object IoU {grid['decoded object IoU'
 ({grid['s per clip pair (CPU)']:.2f} s on CPU to encode and decode one RGB and one mask clip).
 {grid.get('conclusion') or _DEFAULT_GRID_CONCLUSION.format(**grid)}"""
 
+
+_DEFAULT_OUTPUT_LIMIT = """Imagined masks carry speckle (stray actor/object pixels) and the imagined video a noisy table
+  texture; objects, colours and the arm's motion are recognisable. The mask trajectory is the
+  more reliable output; measure before relying on either (`benchmarks/eval_embedded_quality.py`)."""
 
 _DEFAULT_GRID_CONCLUSION = """The grid holds the thin arm and the small blocks well enough for the actor / object IoU
 targets (0.45 / 0.55), so it is kept: a 128x128 model would be trained from scratch with 4x
@@ -282,9 +290,7 @@ of the method and the software path, not a model for real robots.
 ## Limits
 - 64x64 pixels, 8 frames; only the synthetic tabletop domain. Real camera images are out of
   distribution: expect meaningless outputs on them.
-- Imagined masks carry speckle (stray actor/object pixels) and the imagined video a noisy table
-  texture; objects, colours and the arm's motion are recognisable. The mask trajectory is the
-  more reliable output; measure before relying on either (`benchmarks/eval_embedded_quality.py`).
+- {card.get('output_limit', _DEFAULT_OUTPUT_LIMIT)}
 - The text-conditioned model (TT-Gen) follows prompts less reliably than the
   placement-conditioned one (PT-Gen).
 - {actor}

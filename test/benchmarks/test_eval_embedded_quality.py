@@ -35,14 +35,26 @@ def test_one_row_per_model_with_the_new_columns(tmp_path, capsys):
     cells = [row.strip("|").split("|") for row in rows]
     assert cells[0][1:6] == cells[1][1:6]  # same model, same seeds: same mask scores
     scores = json.loads(report.read_text())["pipeline"][str(folder)]
+    # recorded default "imagined": the model's-background columns are the same numbers
+    assert scores[quality.OWN_PSNR] == scores["PT video PSNR (dB)"]
+    assert scores[quality.OWN_FIRST_FRAME] == scores[quality.FIRST_FRAME]
     today = ["PT actor IoU", "PT object IoU", "PT placement IoU", "PT actor BF", "PT object BF",
              "PT video PSNR (dB)", "s per PT imagination", "TT actor IoU", "TT object IoU",
              "TT placement IoU", "TT actor BF", "TT object BF"]
-    added = [quality.FIRST_FRAME, quality.NO_ACTOR, quality.DIRECTION, quality.NO_ACTOR_RATIO]
+    added = [quality.FIRST_FRAME, quality.NO_ACTOR, quality.OWN_PSNR, quality.OWN_FIRST_FRAME,
+             quality.DIRECTION, quality.NO_ACTOR_RATIO]
     assert list(scores)[:len(today) + len(added)] == today + added
     assert math.isclose(scores[quality.NO_ACTOR_RATIO],
                         scores[quality.NO_ACTOR] / scores["PT object IoU"])
     assert 0 < scores[quality.FIRST_FRAME] < 60
+
+    # recorded "input": the default columns are composited onto the input image, the others not
+    index["config"]["sampling"]["video_background"] = "input"
+    (folder / "model_index.json").write_text(json.dumps(index))
+    composited = quality.pipeline_scores(str(folder), 2, seed=11)
+    assert composited[quality.OWN_FIRST_FRAME] == scores[quality.FIRST_FRAME]
+    assert composited[quality.FIRST_FRAME] > composited[quality.OWN_FIRST_FRAME]
+    assert composited["PT object IoU"] == scores["PT object IoU"]
 
 
 def test_direction_agreement_of_the_ground_truth_is_one():
