@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from ..masks import ACTOR, OBJECT
-
-VIDEO_BACKGROUNDS = ("imagined", "input")
+from .pipeline_config import VIDEO_BACKGROUNDS
 
 
 def check_video_background(value: object) -> str:

@@ -31,6 +31,9 @@ from .validation import MAX_GUIDANCE_SCALE, MAX_INFERENCE_STEPS
 MODEL_INDEX = "model_index.json"
 # Top-level keys of folders written before "sampling" existed, and what those folders were
 # sampled with when a call did not say (the pipeline's former argument defaults).
+# config.sampling.video_background (and the pipeline argument): the model's pixels everywhere, or
+# composited onto the input image outside the moving regions (pipeline/background.py)
+VIDEO_BACKGROUNDS = ("imagined", "input")
 LEGACY_SAMPLING_KEYS = ("guidance_rescale", "eta", "dynamic_rescale")
 LEGACY_SAMPLING = {"num_inference_steps": 50, "guidance_scale": 7.5, "eta": 0.0,
                    "guidance_rescale": 0.7, "dynamic_rescale": None}
@@ -73,9 +76,9 @@ class SamplingDefaults:
         if self.dynamic_rescale is not None:
             self.dynamic_rescale = _number("sampling.dynamic_rescale", self.dynamic_rescale,
                                            1e-6, 1.0)
-        if self.video_background not in ("imagined", "input"):
-            raise ValueError(f"sampling.video_background: expected 'imagined' or 'input', got "
-                             f"{self.video_background!r}")
+        if self.video_background not in VIDEO_BACKGROUNDS:
+            raise ValueError(f"sampling.video_background: expected "
+                             f"{' or '.join(map(repr, VIDEO_BACKGROUNDS))}, got {self.video_background!r}")
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError(f"sampling.scheduler: expected a scheduler class name, got "
                              f"{self.scheduler!r}")
