@@ -65,6 +65,9 @@ class Mask2IVOutput:
     score: float = 1.0      # mean object-mask IoU with the other hypotheses
     agreement: float = 1.0  # mean pairwise object-mask IoU of the call's hypotheses, in [0, 1]
     ranking: str = hypotheses_module.SINGLE
+    # whose pixels the video shows outside the imagined regions: "imagined" (the model's) or
+    # "input" (composited onto the input image, background.py); None without a video
+    video_background: str | None = None
 
     def __post_init__(self) -> None:
         if not self.hypotheses:
@@ -587,7 +590,8 @@ class Mask2IVPipeline:
                     video=videos.get(index), timings=sample_timings, fps=self.config.fps,
                     mode=inputs.mode, seed=seed + index, input_region=tuple(grid.box),
                     input_size=input_size, score=ranking.scores[index],
-                    agreement=ranking.agreement, ranking=ranking.method))
+                    agreement=ranking.agreement, ranking=ranking.method,
+                    video_background=video_background if index in videos else None))
             for output in outputs:
                 output.hypotheses = outputs
             return outputs[0]

@@ -51,6 +51,11 @@ def test_pipeline_video_background(tiny_pipe, inputs):
     kept = tiny_pipe(inputs["image"], inputs["object_mask"], **kwargs, video_background="input")
     default = tiny_pipe(inputs["image"], inputs["object_mask"], **kwargs)
     assert (default.video == own.video).all()            # recorded default: the model's pixels
+    # each output says whose pixels its video shows; a trajectory-only call has none to say
+    assert (own.video_background, kept.video_background, default.video_background) == \
+        ("imagined", "input", "imagined")
+    assert tiny_pipe(inputs["image"], inputs["object_mask"], **kwargs, video_background="input",
+                     trajectory_only=True).video_background is None
     assert (kept.mask_trajectory == own.mask_trajectory).all()   # masks untouched
     assert not (kept.video == own.video).all()
     # the composite moved every frame towards the input image (on the model grid)
