@@ -184,6 +184,12 @@ class DiffusionConfig:
     # base_scale; pipeline.sampling.dynamic_rescale_schedule) before noising. null = off. The
     # export records it in the pipeline folder, whose sampler undoes it.
     dynamic_rescale: Optional[float] = None
+    # Train only at these timesteps (each moved by up to +-train_timestep_jitter, uniformly),
+    # instead of uniformly over 0..num_train_timesteps-1: a fine-tune for the recorded few-step
+    # sampler, e.g. [999, 499], the trailing DDIM-2 grid the embedded default samples with.
+    # null = every timestep (DynamiCrafter's).
+    train_timesteps: Optional[list[int]] = None
+    train_timestep_jitter: int = 0
 
 
 @dataclass
@@ -404,6 +410,16 @@ class TrainConfig(RunConfig):
         require(self.stage1.fg_weight >= 1.0, "stage1.fg_weight",
                 "a float >= 1.0 (1.0 switches the foreground weighting off)",
                 self.stage1.fg_weight)
+        if self.diffusion.train_timesteps is not None:
+            last = self.diffusion.num_train_timesteps - 1
+            require(len(self.diffusion.train_timesteps) > 0 and all(
+                isinstance(t, int) and 0 <= t <= last for t in self.diffusion.train_timesteps),
+                "diffusion.train_timesteps", f"null or a non-empty list of ints in [0, {last}]",
+                self.diffusion.train_timesteps)
+        require(isinstance(self.diffusion.train_timestep_jitter, int)
+                and self.diffusion.train_timestep_jitter >= 0,
+                "diffusion.train_timestep_jitter", "an integer >= 0",
+                self.diffusion.train_timestep_jitter)
         if self.diffusion.dynamic_rescale is not None:
             require(0.0 < self.diffusion.dynamic_rescale <= 1.0, "diffusion.dynamic_rescale",
                     "a base scale in (0, 1] (DynamiCrafter: 0.7) or null",

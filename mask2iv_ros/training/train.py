@@ -199,13 +199,26 @@ class Trainer(StepTrainer):
         return folder
 
     # ------------------------------------------------------------------ optimisation
+    def _timesteps(self, batch: int) -> torch.Tensor:
+        """Training timesteps: uniform over the schedule, or over ``diffusion.train_timesteps``
+        (each +- ``train_timestep_jitter``, clipped to the schedule)."""
+        cfg, total = self.config.diffusion, self.noise_scheduler.config.num_train_timesteps
+        if cfg.train_timesteps is None:
+            return torch.randint(0, total, (batch,), generator=self.generator, device=self.device)
+        grid = torch.tensor(cfg.train_timesteps, device=self.device)
+        picked = grid[torch.randint(0, len(grid), (batch,), generator=self.generator,
+                                    device=self.device)]
+        jitter = cfg.train_timestep_jitter
+        if jitter:
+            picked = picked + torch.randint(-jitter, jitter + 1, (batch,), generator=self.generator,
+                                            device=self.device)
+        return picked.clamp(0, total - 1)
+
     def _loss(self, batch: dict) -> torch.Tensor:
         inputs = self.stage_inputs(batch, self.host_rng, self.generator)
         latents = inputs.latents
         noise = torch.randn(latents.shape, generator=self.generator, device=self.device)
-        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps,
-                                  (latents.shape[0],), generator=self.generator,
-                                  device=self.device)
+        timesteps = self._timesteps(latents.shape[0])
         latents = rescale_x0(latents, timesteps, self.scale_arr)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":

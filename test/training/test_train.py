@@ -110,6 +110,29 @@ def test_dynamic_rescale_noises_x0_times_s_t(tiny_config):
     assert not torch.allclose(seen["x"][:, :4], scheduler.add_noise(inputs.latents, noise, t))
 
 
+@pytest.mark.parametrize("overrides, allowed", [
+    (["diffusion.train_timesteps=[999,499]"], {999, 499}),
+    (["diffusion.train_timesteps=[999,499]", "diffusion.train_timestep_jitter=3"],
+     set(range(996, 1000)) | set(range(496, 503))),
+])
+def test_train_timesteps_restrict_what_the_unet_sees(tiny_config, overrides, allowed):
+    """diffusion.train_timesteps: the denoiser is only trained at those timesteps (+- jitter,
+    clipped to the schedule); by default every timestep of the schedule can come."""
+    seen = []
+    for config in (tiny_config("tiny_stage1_text", "optim.batch_size=4", *overrides, output="on"),
+                   tiny_config("tiny_stage1_text", "optim.batch_size=4", output="off")):
+        trainer = Trainer(config, show_progress=False)
+        timesteps = []
+        trainer.denoiser.register_forward_pre_hook(lambda m, args: timesteps.extend(args[1].tolist()))
+        batches = trainer._batches()
+        for _ in range(6):
+            trainer._loss(next(batches))
+        seen.append(set(timesteps))
+    focused, everywhere = seen
+    assert focused <= allowed and len(focused) > 1
+    assert not everywhere <= allowed and len(everywhere) > 8
+
+
 def test_stage2_trains_with_contact_weights(tiny_config):
     trainer = Trainer(tiny_config("tiny_stage2"), show_progress=False)
     assert not trainer.frozen_names  # stage 2 trains temporal attention too (config)
