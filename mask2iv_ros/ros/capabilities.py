@@ -34,6 +34,9 @@ class ModelCapabilities:
     max_guidance_scale: float = 100.0
     min_image_side: int = 8
     prompt_limit: Optional[PromptLimit] = None
+    # pipeline(...) takes callback_on_trajectory (Mask2IVPipeline does; test stand-ins may not):
+    # the node publishes the trajectory when stage 1 ends
+    accepts_trajectory_callback: bool = False
 
     def check_parameters(self, params: ImagineParameters) -> None:
         """Raise ValueError naming a sampling parameter this checkpoint cannot run."""
@@ -51,11 +54,16 @@ class ModelCapabilities:
                              f"[0, {self.max_guidance_scale:g}], got {params.guidance_scale:g}")
 
 
-def _call_default(pipeline: Any, name: str) -> Any:
+def _call_parameter(pipeline: Any, name: str) -> Optional[inspect.Parameter]:
+    """The parameter `name` of `pipeline(...)` (an instance's __call__ or a plain function), or None."""
     try:
-        parameter = inspect.signature(pipeline.__call__).parameters.get(name)
+        return inspect.signature(pipeline).parameters.get(name)
     except (TypeError, ValueError):
         return None
+
+
+def _call_default(pipeline: Any, name: str) -> Any:
+    parameter = _call_parameter(pipeline, name)
     return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
@@ -89,4 +97,5 @@ def capabilities_of(pipeline: Any) -> ModelCapabilities:
         max_num_inference_steps=validation.MAX_INFERENCE_STEPS,
         max_guidance_scale=validation.MAX_GUIDANCE_SCALE,
         prompt_limit=PromptLimit.of(getattr(pipeline, "text_encoder", None)),
+        accepts_trajectory_callback=_call_parameter(pipeline, "callback_on_trajectory") is not None,
     )

@@ -33,7 +33,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-import inspect
 import signal
 import sys
 import threading
@@ -450,7 +449,7 @@ class ImagineNode(LifecycleNode):
         """`on_trajectory_sent()`: called on the output thread once the trajectory is on its topic."""
         early = _EarlyTrajectory()
         on_trajectory = None
-        if _accepts_trajectory_callback(self.pipeline):
+        if self.capabilities.accepts_trajectory_callback:
             def on_trajectory(stage1_output: Any) -> None:  # model thread: hand over, go on with stage 2
                 self.worker.post(functools.partial(self._publish_trajectory, request, early, stage1_output,
                                                    on_trajectory_sent))
@@ -779,15 +778,6 @@ class _EarlyTrajectory:
     def __init__(self) -> None:
         self.masks: Optional[list] = None         # masks_in_input_frame() of each hypothesis, rank order
         self.trajectories: Optional[list] = None  # their MaskTrajectory messages
-
-
-def _accepts_trajectory_callback(pipeline: Any) -> bool:
-    """Whether `pipeline(...)` takes callback_on_trajectory (Mask2IVPipeline does; test stand-ins may not)."""
-    try:
-        parameters = inspect.signature(pipeline).parameters
-    except (TypeError, ValueError):
-        return False
-    return "callback_on_trajectory" in parameters
 
 
 def _return_freed_memory() -> None:
