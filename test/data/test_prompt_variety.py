@@ -4,6 +4,7 @@ evaluation parses and the text encoder's token limit."""
 import dataclasses
 import importlib
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,12 @@ def test_the_text_encoder_reads_the_longest_paraphrase_whole(episodes):
     assert max(counts) <= longest
     assert tokens("the robot should put the cyan long block on the far side of the cyan long "
                   "block") == longest == 21
+    # the shipped embedded default reads them whole too, and every UNet splits its context there
+    model = REPO / "mask2iv_ros" / "assets" / "default_model"
+    max_length = json.loads((model / "text_encoder" / "config.json").read_text())["max_length"]
+    assert max_length >= longest
+    for unet in ("trajectory_unet_text", "trajectory_unet_position", "video_unet"):
+        assert json.loads((model / unet / "config.json").read_text())["text_context_len"] == max_length
 
 
 def test_off_by_default_and_the_stream_is_required():

@@ -200,7 +200,8 @@ def test_embedded_default_records_how_it_was_trained():
     # the sampling sweep's choice (docs/results/sampling): DDIM 2 steps, no guidance, eta 0
     assert config.sampling == SamplingDefaults(
         num_inference_steps=card["demo_num_inference_steps"], guidance_scale=1.0, eta=0.0,
-        guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler")
+        guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler",
+        video_background="input")   # the card's v2 second step: the camera's pixels are kept
     assert config.sampling.num_inference_steps == 2
     scheduler_config = json.loads((EMBEDDED / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler_config["_class_name"] == index["components"]["scheduler"] == "SafeDDIMScheduler"
