@@ -3,11 +3,16 @@
 The VAE needs 3-channel input, so binary masks are painted with one colour per role
 (:data:`DEFAULT_PALETTE`: background black, object red, actor green). Where actor and object
 overlap, the object wins. Decoding snaps every pixel to the nearest palette colour, which
-tolerates the colour drift, blur and brightness changes a VAE round trip introduces.
+tolerates the colour drift, blur and brightness changes a VAE round trip introduces. A palette's
+``snap_weights`` scale each colour's squared distance before the nearest is chosen: a VAE whose
+decoder spreads a role over the blurred edges around it (decoded regions too large) is corrected
+by a weight > 1 for that role (the embedded default records weights calibrated on its training
+episodes; 1, 1, 1 = plain nearest colour).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -34,24 +39,39 @@ class MaskPalette:
     background: RGB = (0, 0, 0)
     object: RGB = (255, 0, 0)
     actor: RGB = (0, 255, 0)
+    # (background, object, actor): each colour's squared distance is multiplied by its weight
+    # when decoded pixels are snapped (palette_labels); > 1 makes that role rarer
+    snap_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self) -> None:
         for name in ("background", "object", "actor"):
             object.__setattr__(self, name, _check_rgb(name, getattr(self, name)))
         if len({self.background, self.object, self.actor}) != 3:
             raise ValueError(f"MaskPalette: the three colours must differ, got {self}")
+        weights = self.snap_weights
+        try:
+            weights = tuple(float(w) for w in weights)
+        except (TypeError, ValueError):
+            weights = ()
+        if len(weights) != 3 or not all(math.isfinite(w) and w > 0 for w in weights):
+            raise ValueError("MaskPalette.snap_weights: expected 3 positive numbers (background, "
+                             f"object, actor), got {self.snap_weights!r}")
+        object.__setattr__(self, "snap_weights", weights)
 
     def colors(self) -> np.ndarray:
         """``[3, 3]`` uint8 array indexed by label (BACKGROUND, OBJECT, ACTOR)."""
         return np.array([self.background, self.object, self.actor], dtype=np.uint8)
 
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"background": list(self.background), "object": list(self.object),
-                "actor": list(self.actor)}
+    def to_dict(self) -> dict[str, list]:
+        data: dict[str, list] = {"background": list(self.background), "object": list(self.object),
+                                 "actor": list(self.actor)}
+        if self.snap_weights != (1.0, 1.0, 1.0):  # folders without the key snap to the nearest
+            data["snap_weights"] = list(self.snap_weights)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MaskPalette":
-        unknown = sorted(set(data) - {"background", "object", "actor"})
+        unknown = sorted(set(data) - {"background", "object", "actor", "snap_weights"})
         if unknown:
             raise ValueError(f"MaskPalette.from_dict: unknown keys {unknown}")
         return cls(**{k: tuple(v) for k, v in data.items()})
@@ -106,7 +126,8 @@ def _object_and_actor(object_mask: Any, actor_mask: Any, object_name: str, actor
 
 
 def palette_labels(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
-    """Label of the nearest palette colour for each pixel of ``[..., 3]`` RGB.
+    """Label of the nearest palette colour for each pixel of ``[..., 3]`` RGB (squared
+    distances scaled by ``palette.snap_weights``).
 
     ``rgb`` is uint8 in [0, 255] or float in [0, 1] (values outside the range, as a VAE
     decoder produces, are fine). Returns uint8 labels ``[...]`` (BACKGROUND/OBJECT/ACTOR).
@@ -123,7 +144,8 @@ def palette_labels(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarr
     colors = palette.colors().astype(np.float32)
     # Squared distance to each of the 3 colours, one colour at a time to keep memory at
     # ~1 float per pixel per colour instead of a [..., 3, 3] broadcast.
-    distances = np.stack([((pixels - c) ** 2).sum(axis=-1) for c in colors], axis=-1)
+    distances = np.stack([((pixels - c) ** 2).sum(axis=-1) * np.float32(w)
+                          for c, w in zip(colors, palette.snap_weights)], axis=-1)
     return distances.argmin(axis=-1).astype(np.uint8)
 
 

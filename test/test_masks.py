@@ -76,6 +76,25 @@ def test_snap_and_custom_palette():
     assert MaskPalette.from_dict(palette.to_dict()) == palette
 
 
+def test_snap_weights_make_a_role_rarer_on_blurred_edges():
+    # a blurred object edge: pixels from the background's black to the object's red
+    ramp = np.zeros((1, 11, 3), np.uint8)
+    ramp[0, :, 0] = np.linspace(0, 255, 11).astype(np.uint8)
+    plain = palette_labels(ramp)
+    assert plain.tolist() == [[0] * 6 + [1] * 5]            # nearest colour: from 128 up
+    rarer = MaskPalette(snap_weights=(1.0, 4.0, 1.0))        # object distances x4 (= 2x in RGB)
+    labels = palette_labels(ramp, rarer)
+    assert labels.tolist() == [[0] * 7 + [1] * 4]            # object only from 2/3 of the way up
+    assert MaskPalette.from_dict(rarer.to_dict()) == rarer
+    assert rarer.to_dict()["snap_weights"] == [1.0, 4.0, 1.0]
+    # a palette with the plain rule writes no weights (folders from before them read the same)
+    assert "snap_weights" not in DEFAULT_PALETTE.to_dict()
+    assert MaskPalette.from_dict({"object": [255, 0, 0]}).snap_weights == (1.0, 1.0, 1.0)
+    for bad in ((1.0, 0.0, 1.0), (1.0, 2.0), (1.0, float("nan"), 1.0), "heavy"):
+        with pytest.raises(ValueError, match=r"MaskPalette.snap_weights: expected 3 positive numbers \(background, object, actor\)"):
+            MaskPalette(snap_weights=bad)
+
+
 def test_palette_and_input_errors():
     with pytest.raises(ValueError, match="MaskPalette.object"):
         MaskPalette(object=(300, 0, 0))
