@@ -1,0 +1,61 @@
+"""mask2iv_ros.eval.calibrate_snap: snap weights chosen on generated episodes, recorded in the folder."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mask2iv_ros.eval import calibrate_snap
+from mask2iv_ros.eval.heldout import case_scores, run_case, synthetic_cases
+from mask2iv_ros.masks import OBJECT, palette_labels
+from mask2iv_ros.pipeline import Mask2IVPipeline, build_tiny_pipeline
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    pipe = build_tiny_pipeline(seed=0)
+    generator = torch.Generator().manual_seed(0)
+    for unet in (pipe.trajectory_unet_position, pipe.trajectory_unet_text):  # outputs that vary
+        weight = unet.out[-1].weight
+        weight.data = torch.randn(weight.shape, generator=generator) * 0.05
+    pipe.save_pretrained(tmp_path / "pipe")
+    return tmp_path / "pipe"
+
+
+def test_plain_weights_score_the_pipeline_as_it_is_and_heavy_ones_shrink_the_object(folder):
+    pipe = Mask2IVPipeline.from_pretrained(folder)
+    cases = synthetic_cases(2, 3, pipe.resolution, num_frames=pipe.config.num_frames, fps=pipe.config.fps)
+    plain = calibrate_snap.score_weights(pipe, cases, 1.0, 1.0, steps=1)
+    direct = [case_scores(run_case(pipe, case, "position", trajectory_only=True, num_inference_steps=1)[0], case)
+              for case in cases]
+    assert plain["PT object IoU"] == pytest.approx(np.mean([row["object IoU"] for row in direct]))
+    assert {"PT actor IoU", "PT placement IoU", "TT object IoU", "TT direction agreement"} <= set(plain)
+    assert pipe.config.palette.snap_weights == (1.0, 1.0, 1.0)      # restored
+    # an object weight so large that no decoded pixel is snapped to the object
+    out = run_case(pipe, cases[0], "position", trajectory_only=True, num_inference_steps=1)[0]
+    assert out.object_masks.any()
+    heavy = calibrate_snap.score_weights(pipe, cases, 1e9, 1.0, steps=1)
+    assert heavy["PT object IoU"] == 0.0 and heavy["objective"] < plain["objective"]
+
+
+def test_cli_prints_the_table_and_records_the_best_pair(folder, tmp_path, capsys):
+    assert calibrate_snap.main([str(folder), "--episodes", "2", "--seed", "3", "--steps", "1",
+                                "--object-weights", "1", "3", "--actor-weights", "1", "2",
+                                "--write", "--json", str(tmp_path / "rows.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "| object weight | actor weight | PT actor IoU |" in printed
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert len(rows) == 4 and rows == sorted(rows, key=lambda row: -row["objective"])
+    best = rows[0]
+    loaded = Mask2IVPipeline.from_pretrained(folder).palette
+    assert loaded.snap_weights == (1.0, best["object weight"], best["actor weight"])
+    # the recorded weights are what the pipeline snaps with
+    pixel = np.array([[[150, 0, 0]]], np.uint8)
+    assert (palette_labels(pixel, loaded) == OBJECT).all() == (105 ** 2 * best["object weight"] < 150 ** 2)
+
+
+def test_bad_weights_name_the_option(folder, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        calibrate_snap.main([str(folder), "--object-weights", "0", "2"])
+    assert exit_info.value.code == 2
+    assert "--object-weights: expected one or more positive numbers, got [0.0, 2.0]" in capsys.readouterr().err
