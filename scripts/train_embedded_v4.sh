@@ -8,7 +8,13 @@
 # minutes (the LR schedule ends with the budget) and checkpoint every 100 steps; run the script
 # again to resume them exactly where they stopped.
 #
-#   MINUTES=50 scripts/train_embedded_v4.sh
+# Then the palette snap weights of the new model and of a copy of the previous one are calibrated
+# on the training seed (python -m mask2iv_ros.eval.calibrate_snap), both are evaluated on the
+# unseen seed 7777 (benchmarks/eval_embedded_quality.py) and SHIP says what is built into the
+# embedded default: "stage1" (the new stage-1 UNets and their weights) or "snap" (the previous
+# model with its calibrated weights only); SHIP=none stops after the evaluation.
+#
+#   MINUTES=50 SHIP=stage1 scripts/train_embedded_v4.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -20,6 +26,7 @@ JITTER=${JITTER:-25}
 DROP=${DROP:-0.2}
 # the model these runs continue: the embedded default before them (git revision of this script's
 # first run; override with BASE=<pipeline folder>)
+SHIP=${SHIP:-stage1}
 BASE=${BASE:-$OUT/base}
 if [ ! -f "$BASE/model_index.json" ]; then
   mkdir -p "$BASE"
@@ -50,9 +57,42 @@ for part in stage1_position stage1_text; do
   OMP_NUM_THREADS=1 mask2iv-train "${args[@]}" --no-progress >> "$run.log" 2>&1 &
 done
 wait
-rm -rf "$OUT/pipeline" && cp -r "$BASE" "$OUT/pipeline"
-rm -rf "$OUT/pipeline/training" "$OUT/pipeline/MODEL_CARD.md" "$OUT/pipeline/model_card.json"
-for part in stage1_position stage1_text; do
-  mask2iv-train --config "$OUT/v4_$part/config.yaml" --export
+if [ ! -f "$OUT/pipeline/model_index.json" ]; then
+  rm -rf "$OUT/pipeline.tmp" && cp -r "$BASE" "$OUT/pipeline.tmp"
+  rm -rf "$OUT/pipeline.tmp/training" "$OUT/pipeline.tmp/MODEL_CARD.md" "$OUT/pipeline.tmp/model_card.json"
+  for part in stage1_position stage1_text; do
+    mask2iv-train --config "$OUT/v4_$part/config.yaml" --export --override "export_dir=$OUT/pipeline.tmp"
+  done
+  # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
+  # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
+  cp "$BASE/scheduler/scheduler_config.json" "$OUT/pipeline.tmp/scheduler/"
+  mv "$OUT/pipeline.tmp" "$OUT/pipeline"
+fi
+if [ ! -f "$OUT/previous/model_index.json" ]; then
+  rm -rf "$OUT/previous" && cp -r "$BASE" "$OUT/previous"
+  rm -rf "$OUT/previous/training" "$OUT/previous/MODEL_CARD.md" "$OUT/previous/model_card.json"
+fi
+# snap weights on the training seed, both folders side by side
+for folder in previous pipeline; do
+  [ -f "$OUT/calibration_$folder.json" ] || OMP_NUM_THREADS=1 python -m mask2iv_ros.eval.calibrate_snap \
+    "$OUT/$folder" --seed 2026 --episodes 32 --object-weights 1 2 4 8 12 16 20 24 32 --write \
+    --json "$OUT/calibration_$folder.json" > "$OUT/calibration_$folder.md" 2> "$OUT/calibration_$folder.log" &
 done
-echo "exported $OUT/pipeline; compare: python benchmarks/eval_embedded_quality.py --pipeline $BASE $OUT/pipeline"
+wait
+OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --vae "$BASE/vae" \
+  --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --json "$OUT/eval.json" > "$OUT/eval.md" &
+OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$BASE" "$OUT/previous" \
+  "$OUT/pipeline" --prompt-variety --json "$OUT/eval_paraphrased.json" > "$OUT/eval_paraphrased.md" &
+wait
+# 24 episodes are few (17 TT cases with a direction): the same on other unseen episodes
+OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$OUT/previous" "$OUT/pipeline" \
+  --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
+[ "$SHIP" != none ] || exit 0
+python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" > "$OUT/card.json"
+if [ "$SHIP" = stage1 ]; then
+  python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
+    --runs "$OUT/v4_stage1_position" "$OUT/v4_stage1_text" --demo-steps 2 --card-json "$OUT/card.json"
+else
+  python -m mask2iv_ros.assets.build --pipeline "$OUT/previous" --base-model "$BASE" \
+    --demo-steps 2 --card-json "$OUT/card.json"
+fi

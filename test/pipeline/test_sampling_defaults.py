@@ -203,6 +203,11 @@ def test_embedded_default_records_how_it_was_trained():
         guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler",
         video_background="input")   # the card's v2 second step: the camera's pixels are kept
     assert config.sampling.num_inference_steps == 2
+    # snap weights calibrated on the training seed (eval.calibrate_snap, the card's step 6): the
+    # decoder spreads objects over their blurred edges, so the object's colour distance counts more
+    background, obj, actor = config.palette.snap_weights
+    assert background == actor == 1.0 and obj > 1.0
+    assert f"({background:g}, {obj:g}, {actor:g})" in card["continuations"][-1]["description"]
     scheduler_config = json.loads((EMBEDDED / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler_config["_class_name"] == index["components"]["scheduler"] == "SafeDDIMScheduler"
 

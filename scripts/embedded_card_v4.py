@@ -1,0 +1,150 @@
+"""Model-card entries of scripts/train_embedded_v4.sh's model, from its measurements (stdout: JSON
+for `python -m mask2iv_ros.assets.build --card-json`).
+
+    python scripts/embedded_card_v4.py runs/v4 --ship stage1|snap
+
+Reads OUT/base/model_card.json (the previous default's card: its steps, grid and notes are kept),
+OUT/eval.json and OUT/eval_paraphrased.json (benchmarks/eval_embedded_quality.py on the previous
+default, its copy with calibrated snap weights and the fine-tuned model), OUT/eval_9001.json (the
+last two on the episodes of seed 9001), OUT/calibration_*.json
+(python -m mask2iv_ros.eval.calibrate_snap) and the two runs' metrics.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+FIRST = "PT first-frame PSNR (dB)"
+VIDEO = "PT video PSNR (dB)"
+OWN_FIRST = "PT first-frame PSNR, model's background (dB)"
+OWN_VIDEO = "PT video PSNR, model's background (dB)"
+TARGETS = (("PT actor IoU", 0.45), ("PT object IoU", 0.55), ("PT placement IoU", 0.80),
+           ("TT object IoU", 0.45), ("TT direction agreement", 0.80), (VIDEO, 22.0), (FIRST, 28.0),
+           (OWN_VIDEO, 22.0), (OWN_FIRST, 28.0), ("PT object IoU no-actor / with-actor", 0.9))
+
+
+def _run(folder: Path) -> dict:
+    rows = list(csv.DictReader((folder / "metrics.csv").open()))
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    return {"steps": int(rows[-1]["step"]), "minutes": config.get("time_budget_minutes"),
+            "lr": config["optim"]["lr"], "ema": config["ema"]["decay"],
+            "timesteps": config["diffusion"]["train_timesteps"],
+            "jitter": config["diffusion"]["train_timestep_jitter"],
+            "drop": config["stage1"]["actor_condition_drop_prob"]}
+
+
+def _weights(calibration: dict) -> tuple[float, float]:
+    best = calibration["rows"][0]
+    return best["object weight"], best["actor weight"]
+
+
+def _scores(row: dict) -> str:
+    return (f"PT actor / object / placement IoU {row['PT actor IoU']:.3f} / {row['PT object IoU']:.3f} / "
+            f"{row['PT placement IoU']:.3f}, TT object IoU {row['TT object IoU']:.3f}, direction "
+            f"agreement {row['TT direction agreement']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--ship", choices=("stage1", "snap"), required=True,
+                        help="stage1: the fine-tuned stage-1 UNets with their weights; snap: the "
+                             "previous UNets with theirs")
+    args = parser.parse_args()
+    out = args.out
+    base_card = json.loads((out / "base" / "model_card.json").read_text())
+    evaluation = json.loads((out / "eval.json").read_text())
+    paraphrased = json.loads((out / "eval_paraphrased.json").read_text())
+    other = json.loads((out / "eval_9001.json").read_text())
+    keys = {name: str(out / name) for name in ("base", "previous", "pipeline")}
+    rows = {name: evaluation["pipeline"][key] for name, key in keys.items()}
+    varied = {name: paraphrased["pipeline"][key] for name, key in keys.items()}
+    elsewhere = {name: other["pipeline"][keys[name]] for name in ("previous", "pipeline")}
+    weights = {name: _weights(json.loads((out / f"calibration_{name}.json").read_text()))
+               for name in ("previous", "pipeline")}
+    position, text = _run(out / "v4_stage1_position"), _run(out / "v4_stage1_text")
+    shipped = "pipeline" if args.ship == "stage1" else "previous"
+
+    def weight_text(name: str) -> str:
+        return f"(1, {weights[name][0]:g}, {weights[name][1]:g})"
+
+    snap = ("the palette snap weights (background, object, actor) calibrated on 32 training "
+            "episodes of seed 2026 (`python -m mask2iv_ros.eval.calibrate_snap --write`; "
+            "`config.palette.snap_weights`): the VAE decoder spreads an object over its blurred "
+            "edges, and plain nearest-colour snapping gave objects about a third too much area")
+    finetune = (f"the PT-Gen and TT-Gen UNets continued side by side on 2 CPU cores (one thread "
+                f"each, {position['steps']} / {text['steps']} steps in a {position['minutes']:g}-minute "
+                f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
+                f"`v4_*` runs below) only at the timesteps the recorded sampler uses (trailing DDIM "
+                f"2: t = {' and '.join(str(t) for t in position['timesteps'])}, +-{position['jitter']}; "
+                f"`diffusion.train_timesteps`), stage-1 foreground weight 5, the first-frame actor "
+                f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts")
+    if args.ship == "stage1":
+        description = (f"v2, third step (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "
+                       f"{snap}, {weight_text('pipeline')} for these UNets. On the 24 unseen episodes of seed {evaluation['seed']}: "
+                       f"{_scores(rows['base'])} before; {_scores(rows['previous'])} with the "
+                       f"previous UNets and their calibrated weights {weight_text('previous')}; "
+                       f"{_scores(rows['pipeline'])} with this model. On the 24 episodes of seed "
+                       f"{other['seed']}: {_scores(elsewhere['previous'])} with the previous UNets, "
+                       f"{_scores(elsewhere['pipeline'])} with this model.")
+    else:
+        description = (f"v2, third step (issue 14, `scripts/train_embedded_v4.sh`): no UNet "
+                       f"retrained; {snap}, {weight_text('previous')}. On the 24 unseen episodes of seed {evaluation['seed']}: "
+                       f"{_scores(rows['base'])} before, {_scores(rows['previous'])} after. A "
+                       f"fine-tune of the stage-1 UNets was measured and not shipped ({finetune}; "
+                       f"with its own weights {weight_text('pipeline')}: {_scores(rows['pipeline'])}; "
+                       f"on seed {other['seed']}: {_scores(elsewhere['pipeline'])} against "
+                       f"{_scores(elsewhere['previous'])}).")
+    continuations = list(base_card.get("continuations") or [base_card["continuation"]])
+    continuations.append({"script": "scripts/train_embedded_v4.sh", "description": description})
+
+    grid = dict(base_card["grid"])
+    grid["conclusion"] = base_card["grid"]["conclusion"].replace(
+        "(the placement target is 0.80)",
+        "with plain nearest-colour snapping (the placement target is 0.80); the calibrated snap "
+        f"weights raised the pipeline's final placement IoU from {rows['base']['PT placement IoU']:.3f} "
+        f"to {rows[shipped]['PT placement IoU']:.3f}")
+
+    new = rows[shipped]
+    missed = [key for key, target in TARGETS if not new[key] >= target]
+    labels = {"base": "previous default (steps 1-5, plain snapping)",
+              "previous": f"steps 1-5 with snap weights {weight_text('previous')}",
+              "pipeline": f"stage-1 fine-tune of step 6 with snap weights {weight_text('pipeline')}"}
+    labels[shipped] = f"**this model** ({labels[shipped]})"
+    table = {labels[name]: rows[name] for name in ("base", "previous", "pipeline")}
+    table.update({f"{labels[name]}, paraphrased prompts": varied[name]
+                  for name in ("base", "previous", "pipeline")})
+    table.update({f"{labels[name]}, seed {other['seed']}": elsewhere[name]
+                  for name in ("previous", "pipeline")})
+    quality = {
+        "episodes": evaluation["episodes"], "seed": evaluation["seed"],
+        "steps": "each model's recorded sampling: DDIM 2 steps, guidance 1.0",
+        "machine": "2 CPU cores, two evaluations side by side, so the seconds are rough",
+        "note": ("The video PSNR and first-frame PSNR columns are what the pipeline returns by "
+                 "default (composited onto the input image); the two columns after them are the "
+                 "same imaginations with the model's own pixels everywhere. The last two rows are "
+                 f"the same evaluation on other unseen episodes (seed {other['seed']}): 24 episodes "
+                 "are few, and the two stage-1 models swap places on PT actor IoU and direction "
+                 "agreement between the seeds. On seed "
+                 f"{evaluation['seed']} this model misses the issue's targets for: "
+                 + ", ".join(missed) + "."),
+        "rows": table}
+    actor = (
+        "The stage-1 UNets were trained mostly with the first frame's actor mask in the condition, "
+        "but without it (the node's default `use_actor_mask: false`) the PT-Gen object IoU is "
+        f"{new['PT object IoU, no actor mask']:.3f}, {new['PT object IoU no-actor / with-actor']:.2f}x "
+        f"the {new['PT object IoU']:.3f} with it (table above): the default launch works; give "
+        "the actor mask when the robot knows it.")
+    card = {"continuations": continuations, "grid": grid, "quality": quality, "actor_mask": actor,
+            "output_limit": base_card["output_limit"]}
+    if "concat_order_note" in base_card:
+        card["concat_order_note"] = base_card["concat_order_note"]
+    print(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()
