@@ -118,7 +118,6 @@ def rollout_msg(
         hypothesis_score=float(getattr(output, "score", 1.0)),
         agreement=float(getattr(output, "agreement", 1.0)),
         ranking=str(getattr(output, "ranking", SINGLE)),
-        video_background=str(getattr(output, "video_background", None) or ""),
     )
     if output.video is not None:
         msg.video_frames = [rgb_to_image_msg(frame, header) for frame in output.video]
