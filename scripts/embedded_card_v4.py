@@ -1,7 +1,7 @@
 """Model-card entries of scripts/train_embedded_v4.sh's model, from its measurements (stdout: JSON
 for `python -m mask2iv_ros.assets.build --card-json`).
 
-    python scripts/embedded_card_v4.py runs/v4 --ship stage1|snap
+    python scripts/embedded_card_v4.py runs/v4 --ship stage1|snap [--run v4] [--step "v2, third step"]
 
 Reads OUT/base/model_card.json (the previous default's card: its steps, grid and notes are kept),
 OUT/eval.json and OUT/eval_paraphrased.json (benchmarks/eval_embedded_quality.py on the previous
@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--ship", choices=("stage1", "snap"), required=True,
                         help="stage1: the fine-tuned stage-1 UNets with their weights; snap: the "
                              "previous UNets with theirs")
+    parser.add_argument("--run", default="v4", help="name prefix of the two training runs")
+    parser.add_argument("--step", default="v2, third step", help="how the card names this step")
     args = parser.parse_args()
     out = args.out
     base_card = json.loads((out / "base" / "model_card.json").read_text())
@@ -66,7 +68,7 @@ def main() -> None:
     elsewhere = {name: other["pipeline"][keys[name]] for name in ("previous", "pipeline")}
     weights = {name: _weights(json.loads((out / f"calibration_{name}.json").read_text()))
                for name in ("previous", "pipeline")}
-    position, text = _run(out / "v4_stage1_position"), _run(out / "v4_stage1_text")
+    position, text = _run(out / f"{args.run}_stage1_position"), _run(out / f"{args.run}_stage1_text")
     shipped = "pipeline" if args.ship == "stage1" else "previous"
 
     def weight_text(name: str) -> str:
@@ -79,12 +81,12 @@ def main() -> None:
     finetune = (f"the PT-Gen and TT-Gen UNets continued side by side on 2 CPU cores (one thread "
                 f"each, {position['steps']} / {text['steps']} steps in a {position['minutes']:g}-minute "
                 f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
-                f"`v4_*` runs below) only at the timesteps the recorded sampler uses (trailing DDIM "
+                f"`{args.run}_*` runs below) only at the timesteps the recorded sampler uses (trailing DDIM "
                 f"2: t = {' and '.join(str(t) for t in position['timesteps'])}, +-{position['jitter']}; "
                 f"`diffusion.train_timesteps`), stage-1 foreground weight 5, the first-frame actor "
                 f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts")
     if args.ship == "stage1":
-        description = (f"v2, third step (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "
+        description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "
                        f"{snap}, {weight_text('pipeline')} for these UNets. On the 24 unseen episodes of seed {evaluation['seed']}: "
                        f"{_scores(rows['base'])} before; {_scores(rows['previous'])} with the "
                        f"previous UNets and their calibrated weights {weight_text('previous')}; "
@@ -92,7 +94,7 @@ def main() -> None:
                        f"{other['seed']}: {_scores(elsewhere['previous'])} with the previous UNets, "
                        f"{_scores(elsewhere['pipeline'])} with this model.")
     else:
-        description = (f"v2, third step (issue 14, `scripts/train_embedded_v4.sh`): no UNet "
+        description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): no UNet "
                        f"retrained; {snap}, {weight_text('previous')}. On the 24 unseen episodes of seed {evaluation['seed']}: "
                        f"{_scores(rows['base'])} before, {_scores(rows['previous'])} after. A "
                        f"fine-tune of the stage-1 UNets was measured and not shipped ({finetune}; "
@@ -113,7 +115,7 @@ def main() -> None:
     missed = [key for key, target in TARGETS if not new[key] >= target]
     labels = {"base": "previous default (steps 1-5, plain snapping)",
               "previous": f"steps 1-5 with snap weights {weight_text('previous')}",
-              "pipeline": f"stage-1 fine-tune of step 6 with snap weights {weight_text('pipeline')}"}
+              "pipeline": f"stage-1 fine-tune ({args.run}) with snap weights {weight_text('pipeline')}"}
     labels[shipped] = f"**this model** ({labels[shipped]})"
     table = {labels[name]: rows[name] for name in ("base", "previous", "pipeline")}
     table.update({f"{labels[name]}, paraphrased prompts": varied[name]

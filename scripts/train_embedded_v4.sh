@@ -27,6 +27,9 @@ DROP=${DROP:-0.2}
 # the model these runs continue: the embedded default before them (git revision of this script's
 # first run; override with BASE=<pipeline folder>)
 SHIP=${SHIP:-stage1}
+# run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
+RUN=${RUN:-v4}
+STEP=${STEP:-"v2, third step"}
 BASE=${BASE:-$OUT/base}
 if [ ! -f "$BASE/model_index.json" ]; then
   mkdir -p "$BASE"
@@ -38,7 +41,7 @@ DATA=${DATA:-$OUT/train}
 
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text)
 for part in stage1_position stage1_text; do
-  run="$OUT/v4_$part"
+  run="$OUT/${RUN}_$part"
   if compgen -G "$run/checkpoints/*" > /dev/null; then
     args=(--config "$run/config.yaml" --resume)
   else
@@ -61,7 +64,7 @@ if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   rm -rf "$OUT/pipeline.tmp" && cp -r "$BASE" "$OUT/pipeline.tmp"
   rm -rf "$OUT/pipeline.tmp/training" "$OUT/pipeline.tmp/MODEL_CARD.md" "$OUT/pipeline.tmp/model_card.json"
   for part in stage1_position stage1_text; do
-    mask2iv-train --config "$OUT/v4_$part/config.yaml" --export --override "export_dir=$OUT/pipeline.tmp"
+    mask2iv-train --config "$OUT/${RUN}_$part/config.yaml" --export --override "export_dir=$OUT/pipeline.tmp"
   done
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
   # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
@@ -88,10 +91,10 @@ wait
 OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$OUT/previous" "$OUT/pipeline" \
   --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
 [ "$SHIP" != none ] || exit 0
-python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" > "$OUT/card.json"
+python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" > "$OUT/card.json"
 if [ "$SHIP" = stage1 ]; then
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
-    --runs "$OUT/v4_stage1_position" "$OUT/v4_stage1_text" --demo-steps 2 --card-json "$OUT/card.json"
+    --runs "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps 2 --card-json "$OUT/card.json"
 else
   python -m mask2iv_ros.assets.build --pipeline "$OUT/previous" --base-model "$BASE" \
     --demo-steps 2 --card-json "$OUT/card.json"
