@@ -14,7 +14,9 @@
 # embedded default: "stage1" (the new stage-1 UNets and their weights) or "snap" (the previous
 # model with its calibrated weights only); SHIP=none stops after the evaluation.
 #
-#   MINUTES=50 SHIP=stage1 scripts/train_embedded_v4.sh
+#   MINUTES=50 SHIP=stage1 scripts/train_embedded_v4.sh          # step 6 of the model card
+#   OUT=runs/v5 RUN=v5 STEP="v2, fourth step" PREVIOUS="steps 1-6" BASE_REV=d661027 \
+#     MINUTES=35 scripts/train_embedded_v4.sh                      # step 7
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -30,6 +32,7 @@ SHIP=${SHIP:-stage1}
 # run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
 RUN=${RUN:-v4}
 STEP=${STEP:-"v2, third step"}
+PREVIOUS=${PREVIOUS:-"steps 1-5"}
 BASE=${BASE:-$OUT/base}
 if [ ! -f "$BASE/model_index.json" ]; then
   mkdir -p "$BASE"
@@ -91,7 +94,8 @@ wait
 OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$OUT/previous" "$OUT/pipeline" \
   --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
 [ "$SHIP" != none ] || exit 0
-python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" > "$OUT/card.json"
+python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" \
+  --previous "$PREVIOUS" > "$OUT/card.json"
 if [ "$SHIP" = stage1 ]; then
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
     --runs "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps 2 --card-json "$OUT/card.json"
