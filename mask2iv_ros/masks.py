@@ -144,8 +144,10 @@ def palette_labels(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarr
     colors = palette.colors().astype(np.float32)
     # Squared distance to each of the 3 colours, one colour at a time to keep memory at
     # ~1 float per pixel per colour instead of a [..., 3, 3] broadcast.
-    distances = np.stack([((pixels - c) ** 2).sum(axis=-1) * np.float32(w)
-                          for c, w in zip(colors, palette.snap_weights)], axis=-1)
+    distances = [((pixels - c) ** 2).sum(axis=-1) for c in colors]
+    # weight 1 (every released palette) costs no pass over the frames
+    distances = np.stack([d if w == 1.0 else d * np.float32(w)
+                          for d, w in zip(distances, palette.snap_weights)], axis=-1)
     return distances.argmin(axis=-1).astype(np.uint8)
 
 

@@ -26,13 +26,13 @@ MINUTES=${MINUTES:-50}
 LR=${LR:-1e-4}
 JITTER=${JITTER:-25}
 DROP=${DROP:-0.2}
-# the model these runs continue: the embedded default before them (git revision of this script's
-# first run; override with BASE=<pipeline folder>)
 SHIP=${SHIP:-stage1}
 # run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
 RUN=${RUN:-v4}
 STEP=${STEP:-"v2, third step"}
 PREVIOUS=${PREVIOUS:-"steps 1-5"}
+# the model these runs continue: the embedded default at git revision BASE_REV (default HEAD),
+# or BASE=<pipeline folder>
 BASE=${BASE:-$OUT/base}
 if [ ! -f "$BASE/model_index.json" ]; then
   mkdir -p "$BASE"

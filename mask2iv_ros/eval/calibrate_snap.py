@@ -88,11 +88,13 @@ def calibrate(pipe: Any, cases: Sequence[HeldOutCase], object_weights: Sequence[
 
 def write_weights(folder: str | Path, object_weight: float, actor_weight: float) -> None:
     """Record (1, object, actor) in ``folder/model_index.json`` ``config.palette.snap_weights``."""
+    from mask2iv_ros.data.bridge import atomic_write_bytes
+
     path = Path(folder) / "model_index.json"
     index = json.loads(path.read_text())
     palette = index.setdefault("config", {}).setdefault("palette", {})
     palette["snap_weights"] = [1.0, float(object_weight), float(actor_weight)]
-    path.write_text(json.dumps(index, indent=2))
+    atomic_write_bytes(path, json.dumps(index, indent=2).encode())  # a loader never sees half a file
 
 
 def table(rows: Sequence[dict[str, float]]) -> str:
