@@ -51,8 +51,11 @@ _RELEASE_DEFAULT_FS = {"trajectory": 1, "video": 10}
 
 # How the release samples (scripts/run_bdv2_2stage.sh, inference_*_2stage.py) and trains
 # (configs/training_512_v1.0: uncond_prob 0.00, use_dynamic_rescale with base_scale 0.7).
+# stage2_masks: the decoded stage-1 video is binarised per channel, where(sample >= 0, 1, -1),
+# before stage 2 encodes it (inference_bdv2_2stage.py / inference_hoi4d_2stage.py)
 RELEASE_SAMPLING = {"num_inference_steps": 50, "guidance_scale": 1.0, "eta": 1.0,
-                    "guidance_rescale": 0.7, "dynamic_rescale": 0.7, "scheduler": "SafeDDIMScheduler"}
+                    "guidance_rescale": 0.7, "dynamic_rescale": 0.7, "scheduler": "SafeDDIMScheduler",
+                    "stage2_masks": "channel_sign"}
 RELEASE_CONDITION_DROPOUT = 0.0
 RELEASE_RESOLUTION = (320, 512)
 RELEASE_NUM_FRAMES = 16

@@ -436,6 +436,16 @@ class Mask2IVPipeline:
                        uncond_condition=uncond_condition, uncond_context=uncond_context,
                        fs=self.config.fs, stage=stage, interrupt_event=self._interrupt, **kwargs)
 
+    def _stage2_masks(self, decoded: torch.Tensor, labels: np.ndarray,
+                      chosen: list[int]) -> torch.Tensor:
+        """The mask videos ``[len(chosen), 3, T, h, w]`` in [-1, 1] stage 2 is conditioned on
+        (``config.sampling.stage2_masks``): the decoded stage-1 videos binarised per channel by
+        sign, as the released two-stage inference does, or snapped to the palette."""
+        if self.config.sampling.stage2_masks == "channel_sign":
+            picked = decoded[chosen]
+            return torch.where(picked >= 0, 1.0, -1.0).to(picked.dtype)
+        return _to_tensor(labels_to_rgb(labels[chosen], self.palette), decoded.device)
+
     def sampling_settings(self, num_inference_steps: int | None = None,
                           guidance_scale: float | None = None, eta: float | None = None,
                           guidance_rescale: float | None = None) -> dict[str, Any]:
@@ -570,8 +580,8 @@ class Mask2IVPipeline:
         trajectory_latents = self._sample(unet, "trajectory", condition, uncond_condition,
                                           contexts, batch=num_samples,
                                           generator=_generators(generators), **sample_kwargs)
-        decoded = _to_uint8(self.vae.decode(trajectory_latents))
-        labels = palette_labels(decoded, palette)            # snap to the palette: [N, T, h, w]
+        decoded_trajectories = self.vae.decode(trajectory_latents)   # [N, 3, T, h, w], about [-1, 1]
+        labels = palette_labels(_to_uint8(decoded_trajectories), palette)  # snapped: [N, T, h, w]
         timings["trajectory"] = time.perf_counter() - start
         visible_labels = [grid.visible(sample_labels) for sample_labels in labels]
         ranking = hypotheses_module.rank_hypotheses(
@@ -604,8 +614,8 @@ class Mask2IVPipeline:
         if not trajectory_only:
             start = time.perf_counter()
             chosen = list(ranking.order if videos_for_all_samples else ranking.order[:1])
-            snapped = labels_to_rgb(labels[chosen], palette)
-            trajectory_latents = self.vae.encode(_to_tensor(snapped, device))
+            trajectory_latents = self.vae.encode(self._stage2_masks(decoded_trajectories, labels,
+                                                                    chosen))
             condition = conditioning.video_condition(
                 trajectory_latents, image_latent.expand(len(chosen), -1, -1, -1, -1))
             # the released pipeline's stage 2 sees the empty prompt: the trajectory carries the

@@ -34,9 +34,14 @@ MODEL_INDEX = "model_index.json"
 # config.sampling.video_background (and the pipeline argument): the model's pixels everywhere, or
 # composited onto the input image outside the moving regions (pipeline/background.py)
 VIDEO_BACKGROUNDS = ("imagined", "input")
+# config.sampling.stage2_masks: how the decoded stage-1 video becomes stage 2's mask condition.
+# "channel_sign": each RGB channel set to +-1 by its sign (the release's inference_bdv2_2stage /
+# inference_hoi4d_2stage: where(sample >= 0, 1, -1)); "palette": every pixel snapped to the
+# nearest palette colour (with the palette's snap_weights), as the output masks are.
+STAGE2_MASKS = ("channel_sign", "palette")
 LEGACY_SAMPLING_KEYS = ("guidance_rescale", "eta", "dynamic_rescale")
 LEGACY_SAMPLING = {"num_inference_steps": 50, "guidance_scale": 7.5, "eta": 0.0,
-                   "guidance_rescale": 0.7, "dynamic_rescale": None}
+                   "guidance_rescale": 0.7, "dynamic_rescale": None, "stage2_masks": "palette"}
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
@@ -61,6 +66,8 @@ class SamplingDefaults:
     # "imagined": the video is the model's; "input": composited onto the input image outside the
     # moving regions (pipeline/background.py)
     video_background: str = "imagined"
+    # the decoded trajectory as stage 2 sees it (STAGE2_MASKS): the release's per-channel sign
+    stage2_masks: str = "channel_sign"
 
     def __post_init__(self) -> None:
         steps = self.num_inference_steps
@@ -79,6 +86,9 @@ class SamplingDefaults:
         if self.video_background not in VIDEO_BACKGROUNDS:
             raise ValueError(f"sampling.video_background: expected "
                              f"{' or '.join(map(repr, VIDEO_BACKGROUNDS))}, got {self.video_background!r}")
+        if self.stage2_masks not in STAGE2_MASKS:
+            raise ValueError(f"sampling.stage2_masks: expected "
+                             f"{' or '.join(map(repr, STAGE2_MASKS))}, got {self.stage2_masks!r}")
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError(f"sampling.scheduler: expected a scheduler class name, got "
                              f"{self.scheduler!r}")
@@ -131,6 +141,11 @@ class PipelineConfig:
         if not isinstance(self.sampling, SamplingDefaults):
             raise ValueError(f"sampling: expected SamplingDefaults, got "
                              f"{type(self.sampling).__name__}")
+        if self.sampling.stage2_masks == "channel_sign" and any(
+                value not in (0, 255) for color in self.palette.colors() for value in color):
+            raise ValueError(f"sampling.stage2_masks: 'channel_sign' needs palette colours made of "
+                             f"0 and 255 per channel (the released black / red / green), got "
+                             f"{self.palette.to_dict()}; record 'palette' for this palette")
         if self.condition_dropout is not None:
             self.condition_dropout = _number("training.condition_dropout",
                                              self.condition_dropout, 0.0, 1.0)

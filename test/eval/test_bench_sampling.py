@@ -124,7 +124,8 @@ def test_cli_writes_table_plot_and_defaults(tmp_path, tiny):
     index = json.loads((folder / "model_index.json").read_text())
     sampling = index["config"]["sampling"]
     assert list(sampling) == ["num_inference_steps", "guidance_scale", "eta", "guidance_rescale",
-                              "dynamic_rescale", "scheduler", "video_background"]  # schema; kept
+                              "dynamic_rescale", "scheduler", "video_background",
+                              "stage2_masks"]  # schema; kept
     assert (sampling["num_inference_steps"], sampling["guidance_scale"], sampling["scheduler"]) == \
         (chosen["steps"], chosen["guidance"], chosen["scheduler"])
     for key in ("eta", "guidance_rescale", "dynamic_rescale"):    # what the sweep ran with
@@ -167,7 +168,8 @@ def test_legacy_top_level_keys_move_into_sampling(tmp_path, tiny):
     sampling = json.loads(index_path.read_text())["config"]["sampling"]
     assert sampling == {"num_inference_steps": 10, "guidance_scale": 7.5, "eta": 0.25,
                         "guidance_rescale": 0.7, "dynamic_rescale": 0.7,
-                        "scheduler": "DDIMScheduler", "video_background": "imagined"}
+                        "scheduler": "DDIMScheduler", "video_background": "imagined",
+                        "stage2_masks": "channel_sign"}
     # a non-DDIM solver ran without DynamiCrafter's DDIM-only rescale, and records that
     write_defaults(folder, Setting("DPMSolverMultistepScheduler", 4, 7.5), recorded,
                    tiny.scheduler.config)

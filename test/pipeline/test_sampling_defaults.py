@@ -46,11 +46,13 @@ class UNetSpy:
 
 def test_defaults_are_the_released_inference_settings():
     # jes-bro/Mask2IV scripts/run_bdv2_2stage.sh: DDIM 50 steps, ddim_eta 1.0, guidance 1.0,
-    # guidance_rescale 0.7; DynamiCrafter 512 base_scale 0.7
+    # guidance_rescale 0.7; DynamiCrafter 512 base_scale 0.7; inference_bdv2_2stage.py
+    # binarises the decoded stage-1 video per channel, where(sample >= 0, 1, -1)
     assert SamplingDefaults() == SamplingDefaults(num_inference_steps=50, guidance_scale=1.0,
                                                   eta=1.0, guidance_rescale=0.7,
                                                   dynamic_rescale=0.7,
-                                                  scheduler="SafeDDIMScheduler")
+                                                  scheduler="SafeDDIMScheduler",
+                                                  stage2_masks="channel_sign")
 
 
 def test_config_json_schema_round_trip():
@@ -59,7 +61,8 @@ def test_config_json_schema_round_trip():
     data = json.loads(json.dumps(config.to_dict()))
     assert data["sampling"] == {"num_inference_steps": 30, "guidance_scale": 1.0, "eta": 0.5,
                                 "guidance_rescale": 0.7, "dynamic_rescale": 0.7,
-                                "scheduler": "SafeDDIMScheduler", "video_background": "imagined"}
+                                "scheduler": "SafeDDIMScheduler", "video_background": "imagined",
+                                "stage2_masks": "channel_sign"}
     assert data["training"] == {"condition_dropout": 0.0}
     assert not {"eta", "guidance_rescale", "dynamic_rescale", "condition_dropout"} & set(data)
     assert PipelineConfig.from_dict(data) == config
@@ -70,7 +73,8 @@ def test_legacy_config_loads_with_the_settings_it_was_sampled_with():
     config = PipelineConfig.from_dict(LEGACY_CONFIG, scheduler="DDIMScheduler")
     assert config.sampling == SamplingDefaults(num_inference_steps=50, guidance_scale=7.5,
                                                eta=0.0, guidance_rescale=0.7,
-                                               dynamic_rescale=None, scheduler="DDIMScheduler")
+                                               dynamic_rescale=None, scheduler="DDIMScheduler",
+                                               stage2_masks="palette")
     assert config.condition_dropout is None and config.resolution == (64, 64)
 
 
@@ -81,6 +85,9 @@ def test_legacy_config_loads_with_the_settings_it_was_sampled_with():
     ({"sampling": {"num_inference_steps": 0}}, r"sampling.num_inference_steps: expected an int"),
     ({"training": {"condition_dropout": -0.1}}, r"training.condition_dropout: expected"),
     ({"sampling": {"video_background": "camera"}}, r"sampling.video_background: expected 'imagined' or 'input'"),
+    ({"sampling": {"stage2_masks": "sign"}}, r"sampling.stage2_masks: expected 'channel_sign' or 'palette'"),
+    ({"sampling": {}, "palette": {"object": [200, 0, 0]}},
+     r"sampling.stage2_masks: 'channel_sign' needs palette colours made of 0 and 255"),
     ({"training": {"uncond_prob": 0.0}}, r"config.training: expected"),
 ])
 def test_bad_sampling_config_names_the_field(change, message):
@@ -107,7 +114,8 @@ def test_save_writes_the_schema_and_legacy_folders_load(tiny_pipe, tmp_path):
     scheduler_json.write_text(scheduler_json.read_text().replace("SafeDDIMScheduler", "DDIMScheduler"))
     loaded = Mask2IVPipeline.from_pretrained(folder)
     assert type(loaded.scheduler) is DDIMScheduler
-    assert loaded.config.sampling == SamplingDefaults(50, 7.5, 0.0, 0.5, None, "DDIMScheduler")
+    assert loaded.config.sampling == SamplingDefaults(50, 7.5, 0.0, 0.5, None, "DDIMScheduler",
+                                                      stage2_masks="palette")
     assert loaded.scheduler.config.prediction_type == "v_prediction"
 
 
@@ -201,7 +209,8 @@ def test_embedded_default_records_how_it_was_trained():
     assert config.sampling == SamplingDefaults(
         num_inference_steps=card["demo_num_inference_steps"], guidance_scale=1.0, eta=0.0,
         guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler",
-        video_background="input")   # the card's v2 second step: the camera's pixels are kept
+        video_background="input",   # the card's v2 second step: the camera's pixels are kept
+        stage2_masks="palette")     # stage 2 sees the snapped masks the snap weights were tuned on
     assert config.sampling.num_inference_steps == 2
     # snap weights calibrated on the training seed (eval.calibrate_snap, the card's step 6): the
     # decoder spreads objects over their blurred edges, so the object's colour distance counts more
