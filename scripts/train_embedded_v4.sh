@@ -17,6 +17,8 @@
 #   MINUTES=50 SHIP=stage1 scripts/train_embedded_v4.sh          # step 6 of the model card
 #   OUT=runs/v5 RUN=v5 STEP="v2, fourth step" PREVIOUS="steps 1-6" BASE_REV=d661027 \
 #     MINUTES=35 scripts/train_embedded_v4.sh                      # step 7
+#   OUT=runs/v6 RUN=v6 STEP="v2, fifth step" PREVIOUS="steps 1-7" BASE_REV=b1f87cc \
+#     EPISODES=2000 DATA_SEED=2027 MINUTES=65 SHIP=none scripts/train_embedded_v4.sh   # step 8
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -38,9 +40,11 @@ if [ ! -f "$BASE/model_index.json" ]; then
   mkdir -p "$BASE"
   git archive "${BASE_REV:-HEAD}" mask2iv_ros/assets/default_model | tar -x -C "$BASE" --strip-components=3
 fi
+# training episodes: generated unless DATA exists (steps 6-7: 400 of seed 2026; step 8: 2000 of
+# seed 2027, fresh episodes, since steps 6-7 gained on their training seed but little on unseen ones)
 DATA=${DATA:-$OUT/train}
-[ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes 400 --seed 2026 --height 64 \
-  --width 64 --frames 16 --fps 4 --prompt-variety --quiet
+[ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes "${EPISODES:-400}" --seed "${DATA_SEED:-2026}" \
+  --height 64 --width 64 --frames 16 --fps 4 --prompt-variety --quiet
 
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text)
 for part in stage1_position stage1_text; do
