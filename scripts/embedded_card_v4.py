@@ -2,6 +2,7 @@
 for `python -m mask2iv_ros.assets.build --card-json`).
 
     python scripts/embedded_card_v4.py runs/v4 --ship stage1|snap [--run v4] [--step "v2, third step"]
+        [--previous "steps 1-5"] [--data "the 400 synthetic training episodes of seed 2026"]
 
 Reads OUT/base/model_card.json (the previous default's card: its steps, grid and notes are kept),
 OUT/eval.json and OUT/eval_paraphrased.json (benchmarks/eval_embedded_quality.py on the previous
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--run", default="v4", help="name prefix of the two training runs")
     parser.add_argument("--step", default="v2, third step", help="how the card names this step")
     parser.add_argument("--previous", default="steps 1-5", help="how the card names the model before")
+    parser.add_argument("--data", default="the 400 synthetic training episodes of seed 2026",
+                        help="what the runs trained on (the script's EPISODES / DATA_SEED)")
     args = parser.parse_args()
     out = args.out
     base_card = json.loads((out / "base" / "model_card.json").read_text())
@@ -85,7 +88,7 @@ def main() -> None:
                 f"`{args.run}_*` runs below) only at the timesteps the recorded sampler uses (trailing DDIM "
                 f"2: t = {' and '.join(str(t) for t in position['timesteps'])}, +-{position['jitter']}; "
                 f"`diffusion.train_timesteps`), stage-1 foreground weight 5, the first-frame actor "
-                f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts")
+                f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
     if args.ship == "stage1":
         description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "
                        f"{snap}, {weight_text('pipeline')} for these UNets. On the 24 unseen episodes of seed {evaluation['seed']}: "

@@ -99,7 +99,8 @@ OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$OUT/pr
   --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
 [ "$SHIP" != none ] || exit 0
 python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" \
-  --previous "$PREVIOUS" > "$OUT/card.json"
+  --previous "$PREVIOUS" --data "the ${EPISODES:-400} synthetic training episodes of seed ${DATA_SEED:-2026}" \
+  > "$OUT/card.json"
 if [ "$SHIP" = stage1 ]; then
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
     --runs "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps 2 --card-json "$OUT/card.json"
