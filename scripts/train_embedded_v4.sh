@@ -19,6 +19,8 @@
 #     MINUTES=35 scripts/train_embedded_v4.sh                      # step 7
 #   OUT=runs/v6 RUN=v6 STEP="v2, fifth step" PREVIOUS="steps 1-7" BASE_REV=b1f87cc \
 #     EPISODES=2000 DATA_SEED=2027 MINUTES=65 SHIP=none scripts/train_embedded_v4.sh   # step 8
+#   (step 8's card and build were then run by hand: the script's last lines for SHIP=stage1, with a
+#   longer --data text; its episodes were generated into runs/d2027/train and passed as DATA)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
