@@ -27,7 +27,6 @@ import csv
 import dataclasses
 import itertools
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+from ..data.bridge import atomic_write_bytes
 from .heldout import (DEMO_SEED, MODE_TAGS, HeldOutCase, bag_cases, case_scores, mean_scores,
                       run_case, synthetic_cases)
 
@@ -383,9 +383,7 @@ def write_defaults(folder: str | Path, setting: Setting, recorded: dict[str, Any
     if components.get("scheduler") != setting.scheduler:
         make_scheduler(setting.scheduler, base_scheduler_config).save_pretrained(folder / "scheduler")
         components["scheduler"] = setting.scheduler
-    tmp = index_path.with_name(f".{MODEL_INDEX}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(index, indent=2) + "\n")
-    os.replace(tmp, index_path)
+    atomic_write_bytes(index_path, (json.dumps(index, indent=2) + "\n").encode())
     return index_path
 
 

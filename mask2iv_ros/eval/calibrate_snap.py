@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.bridge import atomic_write_bytes
 from .heldout import MODE_TAGS, HeldOutCase, case_scores, mean_scores, run_case, synthetic_cases
 from .metrics_trajectory import direction_agreement
 
@@ -88,8 +89,6 @@ def calibrate(pipe: Any, cases: Sequence[HeldOutCase], object_weights: Sequence[
 
 def write_weights(folder: str | Path, object_weight: float, actor_weight: float) -> None:
     """Record (1, object, actor) in ``folder/model_index.json`` ``config.palette.snap_weights``."""
-    from mask2iv_ros.data.bridge import atomic_write_bytes
-
     path = Path(folder) / "model_index.json"
     index = json.loads(path.read_text())
     palette = index.setdefault("config", {}).setdefault("palette", {})
