@@ -44,8 +44,10 @@ if [ ! -f "$BASE/model_index.json" ]; then
 fi
 # training episodes: generated unless DATA exists (steps 6-7: 400 of seed 2026; step 8: 2000 of
 # seed 2027, fresh episodes, since steps 6-7 gained on their training seed but little on unseen ones)
+EPISODES=${EPISODES:-400}
+DATA_SEED=${DATA_SEED:-2026}
 DATA=${DATA:-$OUT/train}
-[ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes "${EPISODES:-400}" --seed "${DATA_SEED:-2026}" \
+[ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes "$EPISODES" --seed "$DATA_SEED" \
   --height 64 --width 64 --frames 16 --fps 4 --prompt-variety --quiet
 
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text)
@@ -101,7 +103,7 @@ OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$OUT/pr
   --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
 [ "$SHIP" != none ] || exit 0
 python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" \
-  --previous "$PREVIOUS" --data "the ${EPISODES:-400} synthetic training episodes of seed ${DATA_SEED:-2026}" \
+  --previous "$PREVIOUS" --data "the $EPISODES synthetic training episodes of seed $DATA_SEED" \
   > "$OUT/card.json"
 if [ "$SHIP" = stage1 ]; then
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
