@@ -21,6 +21,9 @@
 #     EPISODES=2000 DATA_SEED=2027 MINUTES=65 SHIP=none scripts/train_embedded_v4.sh   # step 8
 #   (step 8's card and build were then run by hand: the script's last lines for SHIP=stage1, with a
 #   longer --data text; its episodes were generated into runs/d2027/train and passed as DATA)
+#   OUT=runs/v8 RUN=v8 STEP="v2, sixth step" PREVIOUS="steps 1-8" INIT=runs/v7/pipeline \
+#     EPISODES=2000 DATA_SEED=2029 MINUTES=60 SHIP=none scripts/train_embedded_v4.sh      # step 10
+#   (step 9, RUN=v7 from step 8 for 35 min on 2000 episodes of seed 2028, was not shipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -42,6 +45,9 @@ if [ ! -f "$BASE/model_index.json" ]; then
   mkdir -p "$BASE"
   git archive "${BASE_REV:-HEAD}" mask2iv_ros/assets/default_model | tar -x -C "$BASE" --strip-components=3
 fi
+# the stage-1 UNets the runs start from: BASE's, or INIT=<pipeline folder> (e.g. an unshipped
+# continuation: step 10 started from step 9's runs/v7/pipeline); BASE stays what they are compared with
+INIT=${INIT:-$BASE}
 # training episodes: generated unless DATA exists (steps 6-7: 400 of seed 2026; step 8: 2000 of
 # seed 2027, fresh episodes, since steps 6-7 gained on their training seed but little on unseen ones)
 EPISODES=${EPISODES:-400}
@@ -57,7 +63,7 @@ for part in stage1_position stage1_text; do
     args=(--config "$run/config.yaml" --resume)
   else
     args=(--config "training/embedded_$part.yaml"
-      --override "output_dir=$run" --override "model.init_from=$BASE/${component[$part]}"
+      --override "output_dir=$run" --override "model.init_from=$INIT/${component[$part]}"
       --override "model.vae.path=$BASE/vae" --override model.text_encoder.type=folder
       --override "model.text_encoder.path=$BASE/text_encoder" --override "data.root=$DATA"
       --override "diffusion.train_timesteps=[999,499]" --override "diffusion.train_timestep_jitter=$JITTER"
