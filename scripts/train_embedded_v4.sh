@@ -22,8 +22,10 @@
 #   (step 8's card and build were then run by hand: the script's last lines for SHIP=stage1, with a
 #   longer --data text; its episodes were generated into runs/d2027/train and passed as DATA)
 #   OUT=runs/v8 RUN=v8 STEP="v2, sixth step" PREVIOUS="steps 1-8" INIT=runs/v7/pipeline \
-#     EPISODES=2000 DATA_SEED=2029 MINUTES=60 SHIP=none scripts/train_embedded_v4.sh      # step 10
-#   (step 9, RUN=v7 from step 8 for 35 min on 2000 episodes of seed 2028, was not shipped)
+#     EPISODES=2000 DATA_SEED=2029 MINUTES=60 SHIP=none scripts/train_embedded_v4.sh      # step 9
+#   (runs/v7/pipeline: RUN=v7 OUT=runs/v7 BASE_REV=<step 8> EPISODES=2000 DATA_SEED=2028 MINUTES=35,
+#   step 8 continued and not shipped on its own; step 9's card and build were run by hand as step 8's,
+#   the build given the v7 runs too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -46,7 +48,7 @@ if [ ! -f "$BASE/model_index.json" ]; then
   git archive "${BASE_REV:-HEAD}" mask2iv_ros/assets/default_model | tar -x -C "$BASE" --strip-components=3
 fi
 # the stage-1 UNets the runs start from: BASE's, or INIT=<pipeline folder> (e.g. an unshipped
-# continuation: step 10 started from step 9's runs/v7/pipeline); BASE stays what they are compared with
+# continuation: step 9 started from runs/v7/pipeline); BASE stays what they are compared with
 INIT=${INIT:-$BASE}
 # training episodes: generated unless DATA exists (steps 6-7: 400 of seed 2026; step 8: 2000 of
 # seed 2027, fresh episodes, since steps 6-7 gained on their training seed but little on unseen ones)
