@@ -6,7 +6,9 @@
 # dropped from the condition for a share DROP of the samples, paraphrased prompts, the text
 # encoder reading 24 tokens. The two runs go side by side with one thread each for MINUTES
 # minutes (the LR schedule ends with the budget) and checkpoint every 100 steps; run the script
-# again to resume them exactly where they stopped.
+# again to resume them exactly where they stopped. Run nothing else on the machine during their
+# first minute: the time-budget probe (20 steps) sizes the cosine schedule from the speed it sees
+# (a fresh-clone `make test` beside it once cut a 40-minute run to 615 steps, about 22 minutes).
 #
 # Then the palette snap weights of the new model and of a copy of the previous one are calibrated
 # on the training seed (python -m mask2iv_ros.eval.calibrate_snap), both are evaluated on the
