@@ -78,8 +78,12 @@ def main() -> None:
     def weight_text(name: str) -> str:
         return f"(1, {weights[name][0]:g}, {weights[name][1]:g})"
 
-    snap = ("the palette snap weights (background, object, actor) calibrated on 32 generated "
-            "episodes of seed 2026 (steps 1-7's training seed) (`python -m mask2iv_ros.eval.calibrate_snap --write`; "
+    # where the weights were calibrated is what calibrate_snap recorded, not a second copy of the
+    # training script's --seed / --episodes
+    calibrated = json.loads((out / "calibration_pipeline.json").read_text())
+    trained_on = " (steps 1-7's training seed)" if calibrated["seed"] == 2026 else ""
+    snap = (f"the palette snap weights (background, object, actor) calibrated on {calibrated['episodes']} generated "
+            f"episodes of seed {calibrated['seed']}{trained_on} (`python -m mask2iv_ros.eval.calibrate_snap --write`; "
             "`config.palette.snap_weights`): the VAE decoder spreads an object over its blurred "
             "edges, and plain nearest-colour snapping gave objects about a third too much area")
     finetune = (f"the PT-Gen and TT-Gen UNets continued side by side on 2 CPU cores (one thread "

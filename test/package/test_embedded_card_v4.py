@@ -52,7 +52,8 @@ def out(tmp_path: Path) -> Path:
             "seed": seed, "episodes": 24, "pipeline": {keys[k]: v for k, v in chosen.items()}}))
     for name, weight in (("previous", 32), ("pipeline", 24)):
         (out / f"calibration_{name}.json").write_text(json.dumps(
-            {"rows": [{"object weight": weight, "actor weight": 1}, {"object weight": 1, "actor weight": 1}]}))
+            {"seed": 2026, "episodes": 32,
+             "rows": [{"object weight": weight, "actor weight": 1}, {"object weight": 1, "actor weight": 1}]}))
     _run_folder(out / "v8_stage1_position", 2016, 60)
     _run_folder(out / "v8_stage1_text", 2139, 60)
     return out
@@ -76,6 +77,7 @@ def test_stage1_card_reports_runs_weights_scores_and_missed_targets(out: Path) -
     assert "(1, 24, 1) for these UNets" in description and "(1, 32, 1)" in description
     assert "PT actor / object / placement IoU 0.452 / 0.620 / 0.801" in description
     assert "seed 2029" in description and "seed 9001" in description
+    assert "calibrated on 32 generated episodes of seed 2026 (steps 1-7's training seed)" in description
     quality = card["quality"]
     # the shipped row misses only the first-frame and own-pixel targets it is below
     assert quality["note"].endswith("misses the issue's targets for: PT first-frame PSNR (dB), "
