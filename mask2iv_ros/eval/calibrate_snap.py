@@ -2,8 +2,9 @@
 generated episodes of its training distribution; prints a markdown table, best first.
 
 A VAE decoder blurs the edges of the colour-coded masks, and plain nearest-colour snapping may
-hand the blurred edge to the object (decoded objects come out too large). Each candidate
-(object, actor) weight pair snaps the same stage-1 samples (fixed seeds) and is scored by the
+hand the blurred edge to the object (decoded objects come out too large). The stage-1 samples
+are drawn once (fixed seeds); each candidate (object, actor) weight pair snaps the same
+decodings, so a grid of pairs costs one sampling pass. A pair is scored by the
 sum of PT actor, PT object, PT final placement and TT object IoU (the modes the folder has);
 TT direction agreement is shown, not optimised. Calibrate on the seed the model was trained on
 (the embedded default: 2026), never on the episodes it is evaluated on (7777).
@@ -26,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.bridge import atomic_write_bytes
+from ..masks import ACTOR, OBJECT, MaskPalette, palette_labels
 from .heldout import MODE_TAGS, HeldOutCase, case_scores, mean_scores, run_case, synthetic_cases
 from .metrics_trajectory import direction_agreement
 
@@ -40,48 +42,75 @@ def _positive(name: str, values: Sequence[float]) -> list[float]:
     return values
 
 
+@dataclasses.dataclass(frozen=True)
+class _Snapped:
+    """What ``case_scores`` reads of a pipeline output: the masks of one snap of its decoding."""
+    actor_masks: np.ndarray
+    object_masks: np.ndarray
+    video: None = None
+
+
 @torch.no_grad()
-def score_weights(pipe: Any, cases: Sequence[HeldOutCase], object_weight: float,
-                  actor_weight: float, steps: int | None = None) -> dict[str, float]:
-    """Mean scores of ``pipe``'s stage 1 on ``cases`` with snap weights (1, object, actor); the
-    pipeline's config is restored afterwards."""
-    recorded = pipe.config
-    palette = dataclasses.replace(recorded.palette, snap_weights=(1.0, object_weight, actor_weight))
-    pipe.config = dataclasses.replace(recorded, palette=palette)
+def sample_cases(pipe: Any, cases: Sequence[HeldOutCase], steps: int | None = None,
+                 progress: bool = False) -> dict[str, list[tuple[HeldOutCase, np.ndarray]]]:
+    """Each case's stage-1 decoding before the snap (``Mask2IVOutput.decoded_trajectory``), per
+    mode of the folder: the samples do not depend on the snap weights (fixed seeds), so one
+    sampling pass serves every weight pair."""
     settings = {} if steps is None else {"num_inference_steps": steps}
-    try:
-        result: dict[str, float] = {}
-        for mode in [m for m in ("position", "text") if m in pipe.modes]:
-            rows, directions = [], []
+    modes = [mode for mode in ("position", "text") if mode in pipe.modes]
+    samples: dict[str, list[tuple[HeldOutCase, np.ndarray]]] = {mode: [] for mode in modes}
+    with tqdm(total=len(modes) * len(cases), desc="stage-1 samples", disable=not progress) as bar:
+        for mode in modes:
             for case in cases:
                 out, _ = run_case(pipe, case, mode, trajectory_only=True, **settings)
-                rows.append(case_scores(out, case))
-                if mode == "text":
-                    check = direction_agreement(out.object_masks, case.prompt)
-                    if check.agrees is not None:
-                        directions.append(float(check.agrees))
-            tag = MODE_TAGS[mode]
-            result.update({f"{tag} {name}": value for name, value in mean_scores(rows).items()})
+                samples[mode].append((case, out.decoded_trajectory))
+                bar.update()
+    return samples
+
+
+def score_samples(samples: dict[str, list[tuple[HeldOutCase, np.ndarray]]], palette: MaskPalette,
+                  object_weight: float, actor_weight: float) -> dict[str, float]:
+    """Mean scores of ``samples`` snapped with weights (1, object, actor) of ``palette``."""
+    palette = dataclasses.replace(palette, snap_weights=(1.0, object_weight, actor_weight))
+    result: dict[str, float] = {}
+    for mode, items in samples.items():
+        rows, directions = [], []
+        for case, decoded in items:
+            labels = palette_labels(decoded, palette)
+            snapped = _Snapped(actor_masks=labels == ACTOR, object_masks=labels == OBJECT)
+            rows.append(case_scores(snapped, case))
             if mode == "text":
-                result["TT direction agreement"] = float(np.mean(directions)) if directions else float("nan")
-    finally:
-        pipe.config = recorded
+                check = direction_agreement(snapped.object_masks, case.prompt)
+                if check.agrees is not None:
+                    directions.append(float(check.agrees))
+        tag = MODE_TAGS[mode]
+        result.update({f"{tag} {name}": value for name, value in mean_scores(rows).items()})
+        if mode == "text":
+            result["TT direction agreement"] = float(np.mean(directions)) if directions else float("nan")
     result["objective"] = float(sum(result[f"{tag} {name}"] for tag, name in OPTIMISED
                                     if f"{tag} {name}" in result))
     return result
 
 
+def score_weights(pipe: Any, cases: Sequence[HeldOutCase], object_weight: float,
+                  actor_weight: float, steps: int | None = None) -> dict[str, float]:
+    """Mean scores of ``pipe``'s stage 1 on ``cases`` with snap weights (1, object, actor)."""
+    return score_samples(sample_cases(pipe, cases, steps), pipe.palette, object_weight, actor_weight)
+
+
 def calibrate(pipe: Any, cases: Sequence[HeldOutCase], object_weights: Sequence[float],
               actor_weights: Sequence[float] = (1.0,), steps: int | None = None,
               progress: bool = True) -> list[dict[str, float]]:
-    """One row per (object, actor) weight pair, best objective first (ties: the plainer rule)."""
+    """One row per (object, actor) weight pair, best objective first (ties: the plainer rule).
+    The cases are sampled once; each pair re-snaps the same decodings."""
     object_weights = _positive("object_weights", object_weights)
     actor_weights = _positive("actor_weights", actor_weights)
     pairs = [(o, a) for o in object_weights for a in actor_weights]
+    samples = sample_cases(pipe, cases, steps, progress)
     rows = []
     for object_weight, actor_weight in tqdm(pairs, desc="snap weights", disable=not progress):
         row = {"object weight": object_weight, "actor weight": actor_weight}
-        row.update(score_weights(pipe, cases, object_weight, actor_weight, steps))
+        row.update(score_samples(samples, pipe.palette, object_weight, actor_weight))
         rows.append(row)
     distance = lambda row: abs(math.log(row["object weight"])) + abs(math.log(row["actor weight"]))
     return sorted(rows, key=lambda row: (-row["objective"], distance(row)))

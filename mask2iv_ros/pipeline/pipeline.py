@@ -68,6 +68,9 @@ class Mask2IVOutput:
     # whose pixels the video shows outside the imagined regions: "imagined" (the model's) or
     # "input" (composited onto the input image, background.py); None without a video
     video_background: str | None = None
+    # the VAE's decoding of the trajectory before the snap (uint8 [T, h, w, 3]): snapping it with
+    # other palette weights gives what those weights would have given (eval/calibrate_snap.py)
+    decoded_trajectory: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.hypotheses:
@@ -581,7 +584,8 @@ class Mask2IVPipeline:
                                           contexts, batch=num_samples,
                                           generator=_generators(generators), **sample_kwargs)
         decoded_trajectories = self.vae.decode(trajectory_latents)   # [N, 3, T, h, w], about [-1, 1]
-        labels = palette_labels(_to_uint8(decoded_trajectories), palette)  # snapped: [N, T, h, w]
+        decoded_uint8 = _to_uint8(decoded_trajectories)
+        labels = palette_labels(decoded_uint8, palette)  # snapped: [N, T, h, w]
         timings["trajectory"] = time.perf_counter() - start
         visible_labels = [grid.visible(sample_labels) for sample_labels in labels]
         ranking = hypotheses_module.rank_hypotheses(
@@ -601,7 +605,8 @@ class Mask2IVPipeline:
                     mode=inputs.mode, seed=seed + index, input_region=tuple(grid.box),
                     input_size=input_size, score=ranking.scores[index],
                     agreement=ranking.agreement, ranking=ranking.method,
-                    video_background=video_background if index in videos else None))
+                    video_background=video_background if index in videos else None,
+                    decoded_trajectory=grid.visible(decoded_uint8[index])))
             for output in outputs:
                 output.hypotheses = outputs
             return outputs[0]

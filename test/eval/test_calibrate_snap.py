@@ -1,4 +1,5 @@
 """mask2iv_ros.eval.calibrate_snap: snap weights chosen on generated episodes, recorded in the folder."""
+import dataclasses
 import json
 
 import numpy as np
@@ -36,6 +37,27 @@ def test_plain_weights_score_the_pipeline_as_it_is_and_heavy_ones_shrink_the_obj
     assert out.object_masks.any()
     heavy = calibrate_snap.score_weights(pipe, cases, 1e9, 1.0, steps=1)
     assert heavy["PT object IoU"] == 0.0 and heavy["objective"] < plain["objective"]
+
+
+def test_resnapping_one_sampling_pass_scores_what_a_run_with_those_weights_scores(folder):
+    pipe = Mask2IVPipeline.from_pretrained(folder)
+    cases = synthetic_cases(2, 5, pipe.resolution, num_frames=pipe.config.num_frames, fps=pipe.config.fps)
+    out = run_case(pipe, cases[0], "position", trajectory_only=True, num_inference_steps=1)[0]
+    # the output's decoding before the snap is what its masks were snapped from
+    assert out.decoded_trajectory.shape == out.mask_trajectory.shape
+    assert (palette_labels(out.decoded_trajectory, pipe.palette) == OBJECT).tolist() == out.object_masks.tolist()
+    samples = calibrate_snap.sample_cases(pipe, cases, steps=1)          # with the plain weights
+    for object_weight, actor_weight in ((3.0, 0.5), (0.3, 4.0)):
+        resnapped = calibrate_snap.score_samples(samples, pipe.palette, object_weight, actor_weight)
+        weighted = dataclasses.replace(pipe.config, palette=dataclasses.replace(
+            pipe.config.palette, snap_weights=(1.0, object_weight, actor_weight)))
+        rerun = Mask2IVPipeline.from_pretrained(folder)
+        rerun.config = weighted
+        assert resnapped == calibrate_snap.score_weights(rerun, cases, object_weight, actor_weight, steps=1)
+        direct = [case_scores(run_case(rerun, case, "position", trajectory_only=True,
+                                       num_inference_steps=1)[0], case) for case in cases]
+        assert resnapped["PT object IoU"] == pytest.approx(np.mean([row["object IoU"] for row in direct]))
+        assert resnapped["PT actor IoU"] == pytest.approx(np.mean([row["actor IoU"] for row in direct]))
 
 
 def test_cli_prints_the_table_and_records_the_best_pair(folder, tmp_path, capsys):
