@@ -85,3 +85,49 @@ def test_main_leaves_the_callers_grad_mode_alone(tmp_path):
     assert torch.is_grad_enabled()
     assert _script().main(["--episodes", "1", "--steps", "1", "--pipeline", str(folder)]) == 0
     assert torch.is_grad_enabled()
+
+
+class _FadingVAE:
+    """A stand-in VAE whose round trip keeps the masks' places but fades every colour 40 % of
+    the way to black (as a decoder's blur fades thin regions): nearest-colour snapping keeps
+    them, an object weight of 4 hands the faded object to the background."""
+
+    def eval(self):
+        return self
+
+    def encode(self, video):
+        return video
+
+    def decode(self, latents):
+        return latents * 0.6 - 0.4
+
+
+def test_vae_rows_snap_with_the_given_weights_and_score_the_final_placement(tmp_path, capsys, monkeypatch):
+    quality = _script()
+    monkeypatch.setattr(quality.VideoVAE, "from_pretrained", classmethod(lambda cls, folder: _FadingVAE()))
+    report = tmp_path / "report.json"
+    assert quality.main(["--episodes", "2", "--seed", "11", "--vae", "fading", "--pipeline",
+                         "--json", str(report)]) == 0
+    assert "decoded masks: nearest palette colour" in capsys.readouterr().out
+    plain = json.loads(report.read_text())["vae"]["fading"]
+    assert (plain["decoded actor IoU"], plain["decoded object IoU"], plain["decoded placement IoU"]) == (1, 1, 1)
+    assert quality.main(["--episodes", "2", "--seed", "11", "--vae", "fading", "--pipeline",
+                         "--vae-snap-weights", "4", "1", "--json", str(report)]) == 0
+    assert "decoded masks: snap weights (1, 4, 1)" in capsys.readouterr().out
+    written = json.loads(report.read_text())
+    weighted = written["vae"]["fading"]
+    assert written["vae_snap_weights"] == [1, 4, 1]
+    assert weighted["decoded actor IoU"] == 1
+    assert weighted["decoded object IoU"] == 0 and weighted["decoded placement IoU"] == 0
+    assert weighted["mask PSNR (dB)"] == plain["mask PSNR (dB)"]  # the weights only change the snap
+
+
+def test_bad_vae_snap_weights_name_the_option(capsys):
+    quality = _script()
+    try:
+        quality.main(["--vae", "x", "--vae-snap-weights", "0", "1"])
+    except SystemExit as exit_info:
+        assert exit_info.code == 2
+    else:
+        raise AssertionError("expected a usage error")
+    assert "--vae-snap-weights: expected 2 positive numbers (object, actor), got [0.0, 1.0]" in capsys.readouterr().err
