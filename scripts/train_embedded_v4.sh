@@ -57,6 +57,9 @@ INIT=${INIT:-$BASE}
 EPISODES=${EPISODES:-400}
 DATA_SEED=${DATA_SEED:-2026}
 DATA=${DATA:-$OUT/train}
+# how the model card says what the runs trained on (and, with INIT, what they started from)
+DATA_TEXT=${DATA_TEXT:-"the $EPISODES synthetic training episodes of seed $DATA_SEED"}
+INIT_RUNS=${INIT_RUNS:-}
 [ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes "$EPISODES" --seed "$DATA_SEED" \
   --height 64 --width 64 --frames 16 --fps 4 --prompt-variety --quiet
 
@@ -103,21 +106,26 @@ for folder in previous pipeline; do
     --json "$OUT/calibration_$folder.json" > "$OUT/calibration_$folder.md" 2> "$OUT/calibration_$folder.log" &
 done
 wait
-OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --vae "$BASE/vae" \
+# each evaluation writes its JSON last, so a run of the script after SHIP=none (e.g. SHIP=stage1 once
+# the numbers are read) goes straight to the card and the build
+[ -f "$OUT/eval.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --vae "$BASE/vae" \
   --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --json "$OUT/eval.json" > "$OUT/eval.md" &
-OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$BASE" "$OUT/previous" \
-  "$OUT/pipeline" --prompt-variety --json "$OUT/eval_paraphrased.json" > "$OUT/eval_paraphrased.md" &
+[ -f "$OUT/eval_paraphrased.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py \
+  --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --prompt-variety \
+  --json "$OUT/eval_paraphrased.json" > "$OUT/eval_paraphrased.md" &
 wait
 # 24 episodes are few (17 TT cases with a direction): the same on other unseen episodes
-OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --pipeline "$OUT/previous" "$OUT/pipeline" \
-  --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
+[ -f "$OUT/eval_9001.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py \
+  --pipeline "$OUT/previous" "$OUT/pipeline" --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
 [ "$SHIP" != none ] || exit 0
 python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" \
-  --previous "$PREVIOUS" --data "the $EPISODES synthetic training episodes of seed $DATA_SEED" \
-  > "$OUT/card.json"
+  --previous "$PREVIOUS" --data "$DATA_TEXT" > "$OUT/card.json"
 if [ "$SHIP" = stage1 ]; then
+  # INIT_RUNS (e.g. "runs/v9/v9_stage1_position runs/v9/v9_stage1_text"): the runs INIT came from,
+  # so the model's training/ folder and card keep every run its UNets went through
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
-    --runs "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps 2 --card-json "$OUT/card.json"
+    --runs $INIT_RUNS "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps 2 \
+    --card-json "$OUT/card.json"
 else
   python -m mask2iv_ros.assets.build --pipeline "$OUT/previous" --base-model "$BASE" \
     --demo-steps 2 --card-json "$OUT/card.json"
