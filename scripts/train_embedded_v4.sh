@@ -108,8 +108,11 @@ done
 wait
 # each evaluation writes its JSON last, so a run of the script after SHIP=none (e.g. SHIP=stage1 once
 # the numbers are read) goes straight to the card and the build
+# the VAE row snaps with the new model's calibrated weights: what sampling the true latents would score
+snap=$(python -c "import json, sys; w = json.load(open(sys.argv[1]))['config']['palette']['snap_weights']; print(w[1], w[2])" \
+  "$OUT/pipeline/model_index.json")
 [ -f "$OUT/eval.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --vae "$BASE/vae" \
-  --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --json "$OUT/eval.json" > "$OUT/eval.md" &
+  --vae-snap-weights $snap --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --json "$OUT/eval.json" > "$OUT/eval.md" &
 [ -f "$OUT/eval_paraphrased.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py \
   --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --prompt-variety \
   --json "$OUT/eval_paraphrased.json" > "$OUT/eval_paraphrased.md" &
