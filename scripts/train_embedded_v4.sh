@@ -28,6 +28,12 @@
 #   (runs/v7/pipeline: RUN=v7 OUT=runs/v7 BASE_REV=<step 8> EPISODES=2000 DATA_SEED=2028 MINUTES=35,
 #   step 8 continued and not shipped on its own; step 9's card and build were run by hand as step 8's,
 #   the build given the v7 runs too)
+#   OUT=runs/v10 RUN=v10 STEP="v2, seventh step" PREVIOUS="steps 1-9" INIT=runs/v9/pipeline \
+#     EPISODES=2000 DATA_SEED=2031 MINUTES=90 SHIP=none scripts/train_embedded_v4.sh     # step 10
+#   then, the numbers read, the same line with SHIP=stage1 (training and evaluations are found done),
+#   INIT_RUNS="runs/v9/v9_stage1_position runs/v9/v9_stage1_text" and DATA_TEXT="the 2000 synthetic
+#   training episodes of seed 2031 (fresh again), starting from the UNets of ..." (the card's step 10)
+#   (runs/v9/pipeline: RUN=v9 OUT=runs/v9 EPISODES=2000 DATA_SEED=2030 MINUTES=40 from step 9)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
