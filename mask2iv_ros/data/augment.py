@@ -173,3 +173,18 @@ def foreground_loss_weights(mask_video: torch.Tensor, fg_weight: float = 5.0,
     mask = ((mask_video.float() + 1.0) / 2.0).sum(dim=1)            # [B, T, H, W]
     mask = downsample_weights(mask, factor, mode="nearest").unsqueeze(1)
     return mask * (fg_weight - 1.0) + 1.0
+
+
+def last_frame_loss_weights(latents: torch.Tensor, weights: torch.Tensor | None,
+                            last_frame_weight: float) -> torch.Tensor:
+    """``weights`` (``[B, 1, T, h, w]``, or None = all ones for ``latents [B, C, T, h, w]``) with
+    the last frame's multiplied by ``last_frame_weight`` (``stage1.last_frame_weight``)."""
+    if last_frame_weight < 1.0:
+        raise ValueError(f"last_frame_weight: expected a weight >= 1.0 (1.0 = the released loss), "
+                         f"got {last_frame_weight}")
+    b, _, t, h, w = latents.shape
+    if weights is None:
+        weights = torch.ones(b, 1, t, h, w, device=latents.device, dtype=torch.float32)
+    frame = torch.ones(t, device=weights.device, dtype=weights.dtype)
+    frame[-1] = last_frame_weight
+    return weights * frame.view(1, 1, t, 1, 1)

@@ -204,6 +204,10 @@ class Stage1Config:
     # condition a request without an actor mask gives (training/actor_drop.py); 0 = always
     # the actor too, as the dataset encodes it.
     actor_condition_drop_prob: float = 0.0
+    # Not in the release (1.0 = the released loss): the last latent frame's squared error counts
+    # this many times (on top of fg_weight), the frame the PT-Gen placement slot conditions; an
+    # ablation knob for the final placement IoU of small CPU models.
+    last_frame_weight: float = 1.0
 
 
 @dataclass
@@ -397,6 +401,8 @@ class TrainConfig(RunConfig):
                        ("stage1.actor_condition_drop_prob",
                         self.stage1.actor_condition_drop_prob)):
             require(0.0 <= p <= 1.0, key, "a probability in [0, 1]", p)
+        require(self.stage1.last_frame_weight >= 1.0, "stage1.last_frame_weight",
+                "a float >= 1.0 (1.0 = the released loss)", self.stage1.last_frame_weight)
         require(0 < self.diffusion.beta_start < self.diffusion.beta_end < 1,
                 "diffusion.beta_start/beta_end", "0 < beta_start < beta_end < 1",
                 (self.diffusion.beta_start, self.diffusion.beta_end))

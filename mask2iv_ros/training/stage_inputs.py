@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from mask2iv_ros.data.augment import (contact_loss_weights, contact_map, downsample_weights,
-                                      foreground_loss_weights, random_dilate_erode)
+                                      foreground_loss_weights, last_frame_loss_weights,
+                                      random_dilate_erode)
 from mask2iv_ros.data.dataset import to_unit_range
 from mask2iv_ros.masks import encode_mask_video
 from mask2iv_ros.models.text_encoder import TextEncoder
@@ -182,6 +183,8 @@ class StageInputs:
         if cfg.stage1.fg_weight != 1.0:
             weights = foreground_loss_weights(mask_video, cfg.stage1.fg_weight,
                                               self.vae.spatial_factor)
+        if cfg.stage1.last_frame_weight != 1.0:
+            weights = last_frame_loss_weights(latents, weights, cfg.stage1.last_frame_weight)
         return DiffusionInputs(latents, condition, context, self._fs(batch, size), weights,
                                **self._image_inputs(batch, drop_image))
 

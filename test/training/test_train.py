@@ -66,6 +66,25 @@ def test_stage1_foreground_weights_from_the_target_mask_video(tiny_config):
     assert off.stage_inputs(batch, np.random.default_rng(0), torch.Generator()).loss_weights is None
 
 
+def test_stage1_last_frame_weight_multiplies_the_last_latent_frame(tiny_config):
+    base = Trainer(tiny_config("tiny_stage1_position"), show_progress=False)
+    batch = next(base._batches())
+    released = base.stage_inputs(batch, np.random.default_rng(0), torch.Generator()).loss_weights
+    heavy = Trainer(tiny_config("tiny_stage1_position", "stage1.last_frame_weight=3.0", output="heavy"),
+                    show_progress=False)
+    weights = heavy.stage_inputs(batch, np.random.default_rng(0), torch.Generator()).loss_weights
+    assert torch.equal(weights[:, :, :-1], released[:, :, :-1])
+    assert torch.equal(weights[:, :, -1], released[:, :, -1] * 3)
+    # without the foreground weight: ones, the last frame 3
+    plain = Trainer(tiny_config("tiny_stage1_position", "stage1.fg_weight=1.0",
+                                "stage1.last_frame_weight=3.0", output="plain"), show_progress=False)
+    inputs = plain.stage_inputs(batch, np.random.default_rng(0), torch.Generator())
+    assert inputs.loss_weights.shape == (2, 1, *inputs.latents.shape[2:])
+    assert inputs.loss_weights[:, :, :-1].eq(1).all() and inputs.loss_weights[:, :, -1].eq(3).all()
+    with pytest.raises(ValueError, match="stage1.last_frame_weight"):
+        tiny_config("tiny_stage1_position", "stage1.last_frame_weight=0.5")
+
+
 def test_dynamic_rescale_noises_x0_times_s_t(tiny_config):
     """diffusion.dynamic_rescale: the UNet sees add_noise(x0 * s(t), noise, t) and the v target
     is formed from x0 * s(t) (DynamiCrafter's LatentDiffusion.forward)."""
