@@ -38,6 +38,29 @@ def _run(folder: Path) -> dict:
             "drop": config["stage1"]["actor_condition_drop_prob"]}
 
 
+def _listed(values) -> str:
+    """[999, 666, 332] -> "999, 666 and 332"."""
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _recorded_steps(out: Path, names) -> str:
+    """The DDIM steps each table row's pipeline folder records, e.g. "DDIM 2 steps" or
+    "DDIM 2 steps (base, previous) / 3 steps (pipeline)"."""
+    steps = {name: json.loads((out / name / "model_index.json").read_text())
+             ["config"]["sampling"]["num_inference_steps"] for name in names}
+    if len(set(steps.values())) == 1:
+        return f"DDIM {next(iter(steps.values()))} steps"
+    by_count: dict[int, list[str]] = {}
+    for name, count in steps.items():
+        by_count.setdefault(count, []).append(_LABEL_NAMES[name])
+    return "DDIM " + " / ".join(f"{count} steps ({', '.join(who)})" for count, who in by_count.items())
+
+
+_LABEL_NAMES = {"base": "the previous default", "previous": "its recalibrated copy",
+                "pipeline": "the fine-tune"}
+
+
 def _weights(calibration: dict) -> tuple[float, float]:
     best = calibration["rows"][0]
     return best["object weight"], best["actor weight"]
@@ -90,7 +113,7 @@ def main() -> None:
                 f"each, {position['steps']} / {text['steps']} steps in a {position['minutes']:g}-minute "
                 f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
                 f"`{args.run}_*` runs below) only at the timesteps the recorded sampler uses (trailing DDIM "
-                f"2: t = {' and '.join(str(t) for t in position['timesteps'])}, +-{position['jitter']}; "
+                f"{len(position['timesteps'])}: t = {_listed(position['timesteps'])}, +-{position['jitter']}; "
                 f"`diffusion.train_timesteps`), stage-1 foreground weight 5, the first-frame actor "
                 f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
     if args.ship == "stage1":
@@ -145,7 +168,7 @@ def main() -> None:
                  "mask score they differ on")
     quality = {
         "episodes": evaluation["episodes"], "seed": evaluation["seed"],
-        "steps": "each model's recorded sampling: DDIM 2 steps, guidance 1.0",
+        "steps": "each model's recorded sampling: " + _recorded_steps(out, names) + ", guidance 1.0",
         "machine": "2 CPU cores, two evaluations side by side, so the seconds are rough",
         "note": ("The video PSNR and first-frame PSNR columns are what the pipeline returns by "
                  "default (composited onto the input image); the two columns after them are the "

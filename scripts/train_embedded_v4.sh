@@ -34,6 +34,9 @@
 #   INIT_RUNS="runs/v9/v9_stage1_position runs/v9/v9_stage1_text" and DATA_TEXT="the 2000 synthetic
 #   training episodes of seed 2031 (fresh again), starting from the UNets of ..." (the card's step 10)
 #   (runs/v9/pipeline: RUN=v9 OUT=runs/v9 EPISODES=2000 DATA_SEED=2030 MINUTES=40 from step 9)
+#   OUT=runs/v12 RUN=v12 STEP="v2, eighth step" PREVIOUS="steps 1-10" INIT=runs/v11/pipeline_lastframe1 \
+#     EPISODES=2000 DATA_SEED=2033 MINUTES=85 TIMESTEPS=999,666,332 STEPS=3 SHIP=none \
+#     scripts/train_embedded_v4.sh         # the stage-1 UNets fine-tuned for DDIM 3 (placement IoU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -42,6 +45,10 @@ OUT=${OUT:-runs/v4}
 MINUTES=${MINUTES:-50}
 LR=${LR:-1e-4}
 JITTER=${JITTER:-25}
+# the timesteps trained (+- JITTER) and the DDIM steps recorded in the new pipeline folder: trailing
+# DDIM 2 samples t = 999, 499; DDIM 3 samples 999, 666, 332 (TIMESTEPS=999,666,332 STEPS=3)
+TIMESTEPS=${TIMESTEPS:-999,499}
+STEPS=${STEPS:-2}
 DROP=${DROP:-0.2}
 SHIP=${SHIP:-stage1}
 # run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
@@ -79,7 +86,7 @@ for part in stage1_position stage1_text; do
       --override "output_dir=$run" --override "model.init_from=$INIT/${component[$part]}"
       --override "model.vae.path=$BASE/vae" --override model.text_encoder.type=folder
       --override "model.text_encoder.path=$BASE/text_encoder" --override "data.root=$DATA"
-      --override "diffusion.train_timesteps=[999,499]" --override "diffusion.train_timestep_jitter=$JITTER"
+      --override "diffusion.train_timesteps=[$TIMESTEPS]" --override "diffusion.train_timestep_jitter=$JITTER"
       --override "stage1.actor_condition_drop_prob=$DROP"
       --override max_steps=100000 --override "time_budget_minutes=$MINUTES"
       --override time_budget_probe_steps=20 --override optim.batch_size=4
@@ -99,6 +106,13 @@ if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
   # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
   cp "$BASE/scheduler/scheduler_config.json" "$OUT/pipeline.tmp/scheduler/"
+  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" <<'PY'
+import json, sys
+path, steps = sys.argv[1], int(sys.argv[2])
+index = json.load(open(path))
+index["config"]["sampling"]["num_inference_steps"] = steps
+open(path, "w").write(json.dumps(index, indent=2) + "\n")
+PY
   mv "$OUT/pipeline.tmp" "$OUT/pipeline"
 fi
 if [ ! -f "$OUT/previous/model_index.json" ]; then
@@ -133,7 +147,7 @@ if [ "$SHIP" = stage1 ]; then
   # INIT_RUNS (e.g. "runs/v9/v9_stage1_position runs/v9/v9_stage1_text"): the runs INIT came from,
   # so the model's training/ folder and card keep every run its UNets went through
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
-    --runs $INIT_RUNS "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps 2 \
+    --runs $INIT_RUNS "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps "$STEPS" \
     --card-json "$OUT/card.json"
 else
   python -m mask2iv_ros.assets.build --pipeline "$OUT/previous" --base-model "$BASE" \

@@ -25,13 +25,19 @@ def _row(actor: float, placement: float, direction: float, first: float = 28.5) 
             "PT s per request": 0.7}
 
 
-def _run_folder(folder: Path, steps: int, minutes: float) -> None:
+def _run_folder(folder: Path, steps: int, minutes: float, timesteps=(999, 499)) -> None:
     folder.mkdir(parents=True)
     (folder / "metrics.csv").write_text("step,loss\n10,0.5\n" + f"{steps},0.4\n")
     (folder / "config.yaml").write_text(yaml.safe_dump({
         "time_budget_minutes": minutes, "optim": {"lr": 1e-4}, "ema": {"decay": 0.99},
-        "diffusion": {"train_timesteps": [999, 499], "train_timestep_jitter": 25},
+        "diffusion": {"train_timesteps": list(timesteps), "train_timestep_jitter": 25},
         "stage1": {"actor_condition_drop_prob": 0.2}}))
+
+
+def _write_steps(folder: Path, steps: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps(
+        {"config": {"sampling": {"num_inference_steps": steps}}}))
 
 
 @pytest.fixture
@@ -43,6 +49,8 @@ def out(tmp_path: Path) -> Path:
         "grid": {"conclusion": "placement 0.727 (the placement target is 0.80)"},
         "output_limit": "64x64"}))
     keys = {name: str(out / name) for name in ("base", "previous", "pipeline")}
+    for name in keys:  # the sampling each folder records (the script's STEPS for the fine-tune)
+        _write_steps(out / name, 2)
     rows = {"base": _row(0.416, 0.792, 0.824), "previous": _row(0.416, 0.792, 0.824),
             "pipeline": _row(0.452, 0.801, 0.850, first=27.0)}
     for name, seed in (("eval", 7777), ("eval_paraphrased", 7777), ("eval_9001", 9001)):
@@ -93,6 +101,7 @@ def test_stage1_card_reports_runs_weights_scores_and_missed_targets(out: Path) -
     assert not any(label.startswith("steps 1-8 with snap weights") and "seed" not in label
                    for label in quality["rows"])
     assert "snap weights" in card["grid"]["conclusion"]
+    assert quality["steps"] == "each model's recorded sampling: DDIM 2 steps, guidance 1.0"
 
 
 def test_snap_card_ships_the_previous_unets(out: Path) -> None:
@@ -102,3 +111,19 @@ def test_snap_card_ships_the_previous_unets(out: Path) -> None:
     assert "TT direction agreement" not in card["quality"]["note"].split("targets for:")[1]
     assert any(label.startswith("**this model** (steps 1-8 with snap weights (1, 32, 1))")
                for label in card["quality"]["rows"])
+
+
+def test_card_names_the_timesteps_and_steps_of_a_three_step_fine_tune(out: Path) -> None:
+    # TIMESTEPS=999,666,332 STEPS=3: the runs trained at DDIM 3's timesteps and the new folder
+    # records 3 steps while the previous ones keep 2
+    for part in ("position", "text"):
+        folder = out / f"v8_stage1_{part}"
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["diffusion"]["train_timesteps"] = [999, 666, 332]
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    _write_steps(out / "pipeline", 3)
+    card = _card(out, "stage1")
+    description = card["continuations"][-1]["description"]
+    assert "(trailing DDIM 3: t = 999, 666 and 332, +-25;" in description
+    assert card["quality"]["steps"] == ("each model's recorded sampling: DDIM 2 steps (the previous "
+                                        "default) / 3 steps (the fine-tune), guidance 1.0")
