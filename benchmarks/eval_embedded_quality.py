@@ -21,8 +21,8 @@
 
 Episodes come from the generator with ``--seed`` (default: the demo seed 7777, never used in
 training; the demo bag holds its first three); ``--prompt-variety`` gives the same scenes with
-paraphrased prompts. ``--steps`` defaults to each pipeline's recorded sampling default
-(``model_index.json`` ``config.sampling``). Seeds are fixed, so a run is repeatable on one machine.
+paraphrased prompts. ``--steps`` (both stages) defaults to each pipeline's recorded sampling default
+(``model_index.json`` ``config.sampling``, with the video stage's own steps where recorded). Seeds are fixed, so a run is repeatable on one machine.
 
     python benchmarks/eval_embedded_quality.py --vae mask2iv_ros/assets/default_model/vae \\
         --pipeline mask2iv_ros/assets/default_model runs/v2_pipeline
@@ -146,9 +146,11 @@ def pipeline_scores(folder: str, count: int, steps: int | None = None,
     return result
 
 
-def recorded_steps(folder: str) -> int:
-    return int(json.loads((Path(folder) / "model_index.json").read_text())
-               ["config"]["sampling"]["num_inference_steps"])
+def recorded_steps(folder: str) -> str:
+    """The folder's recorded DDIM steps: "2", or "3 / video 2" when the video stage has its own."""
+    sampling = json.loads((Path(folder) / "model_index.json").read_text())["config"]["sampling"]
+    video = sampling.get("video_num_inference_steps")
+    return str(sampling["num_inference_steps"]) + ("" if video is None else f" / video {video}")
 
 
 @torch.no_grad()  # not torch.set_grad_enabled(False): callers (tests) keep their grad mode

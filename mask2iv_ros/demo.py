@@ -107,12 +107,13 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=4, help="hypotheses the planner-style call asks for")
     args = parser.parse_args(argv)
 
-    from mask2iv_ros.demo_outputs import default_steps, write_previews
+    from mask2iv_ros.demo_outputs import requested_steps, write_previews
 
     env = local_ros_env()
     args.output.mkdir(parents=True, exist_ok=True)
     log_path = args.output / "imagine_node.log"
-    steps = args.steps or default_steps(args.model)
+    # 0 = the checkpoint's recorded steps, so a video stage with its own step count keeps it
+    steps, steps_text = requested_steps(args.model, args.steps)
     print(f"[demo] starting imagine_node on {args.model} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, loopback only)")
     node = start_node(args.model, env, steps, args.device, log_path)
     try:
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
         from mask2iv_ros.eval.replay import replay_bag
 
         output_bag = args.output / "imagination_bag"
-        print(f"[demo] replaying {args.bag} (PT-Gen, {steps} denoising steps per stage)")
+        print(f"[demo] replaying {args.bag} (PT-Gen, {steps_text})")
         report = replay_bag(args.bag, output_bag, overwrite=True)
         report_paths = report.write(args.output)
         from mask2iv_ros.eval.replay import first_request_actor_mask, first_request_depth, first_request_messages

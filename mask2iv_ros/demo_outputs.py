@@ -43,6 +43,25 @@ def default_steps(model: Path) -> int:
     return DEFAULT_DEMO_STEPS
 
 
+def requested_steps(model: Path, steps: int | None = None) -> tuple[int, str]:
+    """The steps the demo asks the node for and how it describes them: ``steps`` when given;
+    else 0 (the checkpoint's own per-stage defaults) for a folder that records its sampling
+    (``config.sampling``: the video stage may have its own ``video_num_inference_steps``), else
+    :func:`default_steps`, sent explicitly."""
+    if steps:
+        return steps, f"{steps} denoising steps per stage"
+    index = Path(model) / "model_index.json"
+    sampling = (json.loads(index.read_text()).get("config", {}).get("sampling") or {}) \
+        if index.is_file() else {}
+    if not sampling.get("num_inference_steps"):
+        steps = default_steps(model)
+        return steps, f"{steps} denoising steps per stage"
+    trajectory = int(sampling["num_inference_steps"])
+    video = int(sampling.get("video_num_inference_steps") or trajectory)
+    return 0, (f"{trajectory} denoising steps per stage" if video == trajectory else
+               f"{trajectory} denoising steps for the mask trajectory, {video} for the video")
+
+
 def _upscale(frames: np.ndarray) -> np.ndarray:
     """Nearest-neighbour upscale so 64-px frames stay crisp in a GIF viewer."""
     return np.stack([cv2.resize(np.ascontiguousarray(f), (PANEL_SIZE, PANEL_SIZE), interpolation=cv2.INTER_NEAREST)

@@ -36,7 +36,8 @@
 #   (runs/v9/pipeline: RUN=v9 OUT=runs/v9 EPISODES=2000 DATA_SEED=2030 MINUTES=40 from step 9)
 #   OUT=runs/v12 RUN=v12 STEP="v2, eighth step" PREVIOUS="steps 1-10" INIT=runs/v11/pipeline_lastframe1 \
 #     EPISODES=2000 DATA_SEED=2033 MINUTES=85 TIMESTEPS=999,666,332 STEPS=3 SHIP=none \
-#     scripts/train_embedded_v4.sh         # the stage-1 UNets fine-tuned for DDIM 3 (placement IoU)
+#     scripts/train_embedded_v4.sh         # the stage-1 UNets fine-tuned for DDIM 3 (placement IoU),
+#   the video UNet kept at its DDIM 2 (VIDEO_STEPS, config.sampling.video_num_inference_steps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -49,6 +50,8 @@ JITTER=${JITTER:-25}
 # DDIM 2 samples t = 999, 499; DDIM 3 samples 999, 666, 332 (TIMESTEPS=999,666,332 STEPS=3)
 TIMESTEPS=${TIMESTEPS:-999,499}
 STEPS=${STEPS:-2}
+# the video UNet is not retrained here: it keeps the steps it was fine-tuned for
+VIDEO_STEPS=${VIDEO_STEPS:-2}
 DROP=${DROP:-0.2}
 SHIP=${SHIP:-stage1}
 # run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
@@ -106,11 +109,14 @@ if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
   # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
   cp "$BASE/scheduler/scheduler_config.json" "$OUT/pipeline.tmp/scheduler/"
-  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" <<'PY'
+  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS" <<'PY'
 import json, sys
-path, steps = sys.argv[1], int(sys.argv[2])
+path, steps, video_steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 index = json.load(open(path))
 index["config"]["sampling"]["num_inference_steps"] = steps
+index["config"]["sampling"].pop("video_num_inference_steps", None)
+if video_steps != steps:
+    index["config"]["sampling"]["video_num_inference_steps"] = video_steps
 open(path, "w").write(json.dumps(index, indent=2) + "\n")
 PY
   mv "$OUT/pipeline.tmp" "$OUT/pipeline"
@@ -147,7 +153,7 @@ if [ "$SHIP" = stage1 ]; then
   # INIT_RUNS (e.g. "runs/v9/v9_stage1_position runs/v9/v9_stage1_text"): the runs INIT came from,
   # so the model's training/ folder and card keep every run its UNets went through
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
-    --runs $INIT_RUNS "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps "$STEPS" \
+    --runs $INIT_RUNS "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps "$STEPS" --demo-video-steps "$VIDEO_STEPS" \
     --card-json "$OUT/card.json"
 else
   python -m mask2iv_ros.assets.build --pipeline "$OUT/previous" --base-model "$BASE" \

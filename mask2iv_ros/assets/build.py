@@ -86,11 +86,14 @@ def _parameters(folder: Path) -> int:
 def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_model",
                         runs: tuple[Path, ...] = (), vae_run: Path | None = None,
                         demo_steps: int = 25, vae_base_run: Path | None = None,
-                        base_model: Path | None = None, card_extra: dict | None = None) -> Path:
+                        base_model: Path | None = None, card_extra: dict | None = None,
+                        demo_video_steps: int | None = None) -> Path:
     """Copy the pipeline; add each run's config, loss log and curve, and a model card.
 
     The copy records the demo's sampling (``demo_steps``, deterministic DDIM: eta 0) as its
-    defaults; the rest (CFG from the runs' condition dropout) is the export's. ``base_model``:
+    defaults; the rest (CFG from the runs' condition dropout) is the export's.
+    ``demo_video_steps``: the video stage's own steps (``config.sampling.video_num_inference_steps``;
+    None = ``demo_steps``). ``base_model``:
     the embedded model this one continued from; its training files and card runs are kept.
     ``card_extra``: further card entries (``continuation`` or a list ``continuations``, ``grid``,
     ``quality``: see
@@ -112,13 +115,18 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     index = json.loads(index_path.read_text())
     config = PipelineConfig.from_dict(index["config"], scheduler=index["components"]["scheduler"])
     config.sampling.num_inference_steps, config.sampling.eta = demo_steps, 0.0
+    config.sampling.video_num_inference_steps = None if demo_video_steps == demo_steps \
+        else demo_video_steps
+    config.sampling.__post_init__()   # the steps are checked as when read from a folder
     index["config"] = config.to_dict()
     index_path.write_text(json.dumps(index, indent=2))
     training = destination / "training"
     if base_model is not None and base_training.is_dir():
         shutil.copytree(base_training, training)
     training.mkdir(exist_ok=True)
-    card = {"demo_num_inference_steps": demo_steps, "data_seed": 2026, "demo_seed": DEMO_SEED,
+    card = {"demo_num_inference_steps": demo_steps,
+            "demo_video_num_inference_steps": config.sampling.video_num_inference_steps or demo_steps,
+            "data_seed": 2026, "demo_seed": DEMO_SEED,
             "data": DATA_DESCRIPTION, "runs": dict(base_card.get("runs", {}))}
     if "sampling_sweep" in base_card:
         card["sampling_sweep"] = base_card["sampling_sweep"]
@@ -294,8 +302,15 @@ of the method and the software path, not a model for real robots.
 - The text-conditioned model (TT-Gen) follows prompts less reliably than the
   placement-conditioned one (PT-Gen).
 - {actor}
-- `make demo` runs {card['demo_num_inference_steps']} DDIM steps per stage{' at guidance 1.0 (`model_index.json` `config.sampling`): ' + card['sampling_sweep'] if 'sampling_sweep' in card else ''}.
+- `make demo` runs {_demo_steps(card)}{' at guidance 1.0 (`model_index.json` `config.sampling`): ' + card['sampling_sweep'] if 'sampling_sweep' in card else ''}.
 """
+
+
+def _demo_steps(card: dict) -> str:
+    steps = card["demo_num_inference_steps"]
+    video = card.get("demo_video_num_inference_steps", steps)
+    return f"{steps} DDIM steps per stage" if video == steps else \
+        f"{steps} DDIM steps for the mask trajectory and {video} for the video"
 
 
 def main(argv=None) -> int:
@@ -306,6 +321,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-base-run", type=Path, default=None,
                         help="the VAE run --vae-run continued from (its training log is kept too)")
     parser.add_argument("--demo-steps", type=int, default=25, help="denoising steps make demo uses")
+    parser.add_argument("--demo-video-steps", type=int, default=None,
+                        help="the video stage's own steps, when its UNet was fine-tuned for another "
+                             "sampler than the trajectory UNets (default: --demo-steps)")
     parser.add_argument("--base-model", type=Path, default=None,
                         help="the embedded model this one continued from (a copy of its folder): "
                              "its training files and card runs are kept")
@@ -318,7 +336,8 @@ def main(argv=None) -> int:
         extra = json.loads(args.card_json.read_text()) if args.card_json else None
         print(build_default_model(args.pipeline, runs=tuple(args.runs), vae_run=args.vae_run,
                                   demo_steps=args.demo_steps, vae_base_run=args.vae_base_run,
-                                  base_model=args.base_model, card_extra=extra))
+                                  base_model=args.base_model, card_extra=extra,
+                                  demo_video_steps=args.demo_video_steps))
     return 0
 
 

@@ -502,7 +502,9 @@ class Mask2IVPipeline:
         Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given; the
         video stage conditions on the empty prompt, as the released Mask2IV pipeline does.
         ``num_inference_steps``, ``guidance_scale``, ``eta``, ``guidance_rescale``: None = the
-        checkpoint's recorded default (``config.sampling``, :meth:`sampling_settings`).
+        checkpoint's recorded default (``config.sampling``, :meth:`sampling_settings`). A given
+        ``num_inference_steps`` sets both stages; None samples the video stage with
+        ``config.sampling.video_num_inference_steps`` where the checkpoint records one.
         ``seed=None`` draws one. A step producing NaN/inf latents raises
         :class:`~.sampling.Mask2IVNonFiniteError`.
 
@@ -558,6 +560,9 @@ class Mask2IVPipeline:
                 callback_on_step_end(self, info)
 
         sample_kwargs = dict(**settings, on_step=on_step, progress=progress)
+        video_steps = self.config.sampling.video_num_inference_steps
+        video_kwargs = sample_kwargs if num_inference_steps is not None or video_steps is None \
+            else dict(sample_kwargs, num_inference_steps=video_steps)
         timings: dict[str, float] = {}
 
         # ---- stage 1: mask trajectories of all hypotheses, one batch
@@ -630,7 +635,7 @@ class Mask2IVPipeline:
             video_latents = self._sample(self.video_unet, "video", condition, None,
                                          video_contexts, batch=len(chosen),
                                          generator=_generators([generators[i] for i in chosen]),
-                                         **sample_kwargs)
+                                         **video_kwargs)
             decoded_videos = _to_uint8(self.vae.decode(video_latents))
             if video_background == "input":
                 input_moving = model_object if model_actor is None else model_object | model_actor

@@ -51,6 +51,13 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+def _steps(name: str, steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, Integral) \
+            or not 1 <= steps <= MAX_INFERENCE_STEPS:
+        raise ValueError(f"{name}: expected an int in [1, {MAX_INFERENCE_STEPS}], got {steps!r}")
+    return int(steps)
+
+
 @dataclass
 class SamplingDefaults:
     """How a checkpoint is meant to be sampled; every pipeline call argument left None uses these."""
@@ -68,14 +75,15 @@ class SamplingDefaults:
     video_background: str = "imagined"
     # the decoded trajectory as stage 2 sees it (STAGE2_MASKS): the release's per-channel sign
     stage2_masks: str = "channel_sign"
+    # the video stage's own step count when its UNet was fine-tuned for another sampler than the
+    # trajectory UNets (None = num_inference_steps); a call's num_inference_steps sets both stages
+    video_num_inference_steps: int | None = None
 
     def __post_init__(self) -> None:
-        steps = self.num_inference_steps
-        if isinstance(steps, bool) or not isinstance(steps, Integral) \
-                or not 1 <= steps <= MAX_INFERENCE_STEPS:
-            raise ValueError(f"sampling.num_inference_steps: expected an int in "
-                             f"[1, {MAX_INFERENCE_STEPS}], got {steps!r}")
-        self.num_inference_steps = int(steps)
+        self.num_inference_steps = _steps("sampling.num_inference_steps", self.num_inference_steps)
+        if self.video_num_inference_steps is not None:
+            self.video_num_inference_steps = _steps("sampling.video_num_inference_steps",
+                                                    self.video_num_inference_steps)
         self.guidance_scale = _number("sampling.guidance_scale", self.guidance_scale, 0.0,
                                       MAX_GUIDANCE_SCALE)
         self.eta = _number("sampling.eta", self.eta, 0.0, 1.0)
@@ -164,6 +172,8 @@ class PipelineConfig:
         data["resolution"] = list(self.resolution)
         data["palette"] = self.palette.to_dict()
         data["training"] = {"condition_dropout": data.pop("condition_dropout")}
+        if data["sampling"]["video_num_inference_steps"] is None:  # folders stay as they were
+            del data["sampling"]["video_num_inference_steps"]
         return data
 
     @classmethod

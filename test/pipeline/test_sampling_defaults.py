@@ -154,6 +154,33 @@ def test_call_arguments_default_to_the_recorded_values(inputs):
         _call(pipe, inputs, eta=1.5)
 
 
+def test_video_stage_samples_with_its_own_recorded_steps(inputs, tmp_path):
+    # a checkpoint whose trajectory UNets were fine-tuned for DDIM 3 and video UNet for DDIM 2
+    pipe = build_tiny_pipeline(seed=0, modes=("text",))
+    pipe.config.sampling = SamplingDefaults(num_inference_steps=3, guidance_scale=1.0, eta=0.0,
+                                            guidance_rescale=0.0, dynamic_rescale=None,
+                                            video_num_inference_steps=2)
+    steps = []
+    recorded = _call(pipe, inputs, callback_on_step_end=lambda p, i: steps.append(i))
+    assert [(i.stage, i.total_steps) for i in steps] == [("trajectory", 3)] * 3 + [("video", 2)] * 2
+    steps.clear()
+    explicit = _call(pipe, inputs, num_inference_steps=4,
+                     callback_on_step_end=lambda p, i: steps.append(i))  # a call's steps: both
+    assert [(i.stage, i.total_steps) for i in steps] == [("trajectory", 4)] * 4 + [("video", 4)] * 4
+    assert not (explicit.video == recorded.video).all()
+    # written to model_index.json when set, and read back; absent when None (folders unchanged)
+    pipe.save_pretrained(tmp_path / "ckpt")
+    sampling = json.loads((tmp_path / "ckpt" / "model_index.json").read_text())["config"]["sampling"]
+    assert sampling["num_inference_steps"] == 3 and sampling["video_num_inference_steps"] == 2
+    loaded = Mask2IVPipeline.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.sampling.video_num_inference_steps == 2
+    assert (_call(loaded, inputs).video == recorded.video).all()
+    assert "video_num_inference_steps" not in PipelineConfig().to_dict()["sampling"]
+    with pytest.raises(ValueError, match=r"sampling.video_num_inference_steps: expected an int in "
+                                         r"\[1, \d+\], got 0"):
+        SamplingDefaults(video_num_inference_steps=0)
+
+
 def test_guidance_without_condition_dropout_warns_once(inputs, caplog):
     pipe = build_tiny_pipeline(seed=0, modes=("text",), with_video=False)
     caplog.set_level(logging.WARNING, logger="mask2iv_ros.pipeline.pipeline")
@@ -261,6 +288,20 @@ def test_embedded_model_build_records_the_demo_sampling(tmp_path):
     assert config.condition_dropout == 0.1
     assert json.loads((tmp_path / "default" / "model_card.json").read_text())[
         "demo_num_inference_steps"] == 25
+    assert "`make demo` runs 25 DDIM steps per stage" in \
+        (tmp_path / "default" / "MODEL_CARD.md").read_text()
+    # trajectory UNets fine-tuned for DDIM 3, the video UNet kept at its DDIM 2
+    build_default_model(tmp_path / "exported", destination=tmp_path / "three", demo_steps=3,
+                        demo_video_steps=2)
+    sampling = Mask2IVPipeline.from_pretrained(tmp_path / "three").config.sampling
+    assert (sampling.num_inference_steps, sampling.video_num_inference_steps) == (3, 2)
+    assert json.loads((tmp_path / "three" / "model_card.json").read_text())[
+        "demo_video_num_inference_steps"] == 2
+    assert "`make demo` runs 3 DDIM steps for the mask trajectory and 2 for the video" in \
+        (tmp_path / "three" / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="sampling.video_num_inference_steps: expected an int"):
+        build_default_model(tmp_path / "exported", destination=tmp_path / "bad", demo_steps=3,
+                            demo_video_steps=0)
 
 
 def test_embedded_model_build_continues_a_base_model_card(tmp_path):
