@@ -198,7 +198,20 @@ PSNR {grid['RGB PSNR (dB)']:.1f} dB, colour-coded masks L1 {grid['mask L1']:.4f}
 {grid['mask PSNR (dB)']:.1f} dB; decoded masks (nearest palette colour) against the true ones:
 actor IoU {grid['decoded actor IoU']:.3f}, object IoU {grid['decoded object IoU']:.3f}
 ({grid['s per clip pair (CPU)']:.2f} s on CPU to encode and decode one RGB and one mask clip).
-{grid.get('conclusion') or _DEFAULT_GRID_CONCLUSION.format(**grid)}"""
+{grid.get('conclusion') or _DEFAULT_GRID_CONCLUSION.format(**grid)}{_ceiling(grid)}"""
+
+
+def _ceiling(grid: dict) -> str:
+    """The latest model's ceiling (``grid["ceiling"]``, scripts/embedded_card_v4.py): the VAE
+    round trip of the true clips snapped with that model's weights, frames 1..T-1."""
+    if "ceiling" not in grid:
+        return ""
+    c = grid["ceiling"]
+    weights = ", ".join(f"{w:g}" for w in c["snap_weights"])
+    return (f"\nWith this model's snap weights ({weights}), the same round trip on {c['episodes']} "
+            f"unseen episodes of seed {c['seed']} scores actor / object IoU {c['actor']:.3f} / "
+            f"{c['object']:.3f} over frames 1..7 and final placement IoU {c['placement']:.3f}: the "
+            "most a model that sampled the true latents would score.")
 
 
 _DEFAULT_OUTPUT_LIMIT = """Imagined masks carry speckle (stray actor/object pixels) and the imagined video a noisy table

@@ -56,8 +56,11 @@ def out(tmp_path: Path) -> Path:
     for name, seed in (("eval", 7777), ("eval_paraphrased", 7777), ("eval_9001", 9001)):
         chosen = rows if seed == 7777 else {"previous": _row(0.428, 0.757, 0.850),
                                             "pipeline": _row(0.420, 0.760, 0.850)}
+        vae = {str(out / "base" / "vae"): {"decoded actor IoU": 0.831, "decoded object IoU": 0.839,
+                                           "decoded placement IoU": 0.86}} if name == "eval" else {}
         (out / f"{name}.json").write_text(json.dumps({
-            "seed": seed, "episodes": 24, "pipeline": {keys[k]: v for k, v in chosen.items()}}))
+            "seed": seed, "episodes": 24, "pipeline": {keys[k]: v for k, v in chosen.items()},
+            "vae": vae, "vae_snap_weights": [1.0, 24.0, 1.0]}))
     for name, weight in (("previous", 32), ("pipeline", 24)):
         (out / f"calibration_{name}.json").write_text(json.dumps(
             {"seed": 2026, "episodes": 32,
@@ -102,6 +105,9 @@ def test_stage1_card_reports_runs_weights_scores_and_missed_targets(out: Path) -
                    for label in quality["rows"])
     assert "snap weights" in card["grid"]["conclusion"]
     assert quality["steps"] == "each model's recorded sampling: DDIM 2 steps, guidance 1.0"
+    # the VAE row's ceiling with the weights it was snapped with, as the card's grid section says it
+    assert card["grid"]["ceiling"] == {"episodes": 24, "seed": 7777, "snap_weights": [1.0, 24.0, 1.0],
+                                       "actor": 0.831, "object": 0.839, "placement": 0.86}
 
 
 def test_snap_card_ships_the_previous_unets(out: Path) -> None:

@@ -349,3 +349,11 @@ def test_embedded_model_build_continues_a_base_model_card(tmp_path):
                                 demo_steps=2, card_extra=extra) / "MODEL_CARD.md").read_text()
     assert "then `scripts/train_embedded_v2.sh`, then `scripts/train_embedded_v3.sh`" in text
     assert "4. Each UNet continued for 50 minutes.\n5. The decoder." in text
+    assert "the most a model that sampled the true latents" not in text   # no ceiling given
+    extra["grid"] = dict(grid, ceiling={"episodes": 24, "seed": 9001, "snap_weights": [1, 32, 1],
+                                        "actor": 0.834, "object": 0.841, "placement": 0.852})
+    text = (build_default_model(tmp_path / "exported", destination=tmp_path / "v4", base_model=base,
+                                demo_steps=2, card_extra=extra) / "MODEL_CARD.md").read_text()
+    assert ("With this model's snap weights (1, 32, 1), the same round trip on 24 unseen episodes "
+            "of seed 9001 scores actor / object IoU 0.834 / 0.841 over frames 1..7 and final "
+            "placement IoU 0.852") in text
