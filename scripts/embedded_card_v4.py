@@ -109,12 +109,19 @@ def main() -> None:
             f"episodes of seed {calibrated['seed']}{trained_on} (`python -m mask2iv_ros.eval.calibrate_snap --write`; "
             "`config.palette.snap_weights`): the VAE decoder spreads an object over its blurred "
             "edges, and plain nearest-colour snapping gave objects about a third too much area")
+    # the fine-tune's timesteps against the DDIM steps the new folder records: the same sampler,
+    # or (e.g. trained at DDIM 3's timesteps, sampled with DDIM 2) said so
+    trained = len(position["timesteps"])
+    recorded = json.loads((out / "pipeline" / "model_index.json").read_text())["config"]["sampling"]
+    points = f"t = {_listed(position['timesteps'])}, +-{position['jitter']}; `diffusion.train_timesteps`"
+    sampler_text = (f"only at the timesteps the recorded sampler uses (trailing DDIM {trained}: {points})"
+                    if recorded["num_inference_steps"] == trained else
+                    f"only at the timesteps of trailing DDIM {trained} ({points}), sampled with the "
+                    f"recorded DDIM {recorded['num_inference_steps']}")
     finetune = (f"the PT-Gen and TT-Gen UNets continued side by side on 2 CPU cores (one thread "
                 f"each, {position['steps']} / {text['steps']} steps in a {position['minutes']:g}-minute "
                 f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
-                f"`{args.run}_*` runs below) only at the timesteps the recorded sampler uses (trailing DDIM "
-                f"{len(position['timesteps'])}: t = {_listed(position['timesteps'])}, +-{position['jitter']}; "
-                f"`diffusion.train_timesteps`), stage-1 foreground weight 5, the first-frame actor "
+                f"`{args.run}_*` runs below) {sampler_text}, stage-1 foreground weight 5, the first-frame actor "
                 f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
     if args.ship == "stage1":
         description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "

@@ -133,3 +133,8 @@ def test_card_names_the_timesteps_and_steps_of_a_three_step_fine_tune(out: Path)
     assert "(trailing DDIM 3: t = 999, 666 and 332, +-25;" in description
     assert card["quality"]["steps"] == ("each model's recorded sampling: DDIM 2 steps (the previous "
                                         "default) / 3 steps (the fine-tune), guidance 1.0")
+    # the same runs sampled with the recorded DDIM 2 (what the card's step 11 shipped)
+    _write_steps(out / "pipeline", 2)
+    description = _card(out, "stage1")["continuations"][-1]["description"]
+    assert ("only at the timesteps of trailing DDIM 3 (t = 999, 666 and 332, +-25; "
+            "`diffusion.train_timesteps`), sampled with the recorded DDIM 2") in description
