@@ -36,8 +36,13 @@
 #   (runs/v9/pipeline: RUN=v9 OUT=runs/v9 EPISODES=2000 DATA_SEED=2030 MINUTES=40 from step 9)
 #   OUT=runs/v12 RUN=v12 STEP="v2, eighth step" PREVIOUS="steps 1-10" INIT=runs/v11/pipeline_lastframe1 \
 #     EPISODES=2000 DATA_SEED=2033 MINUTES=85 TIMESTEPS=999,666,332 STEPS=3 SHIP=none \
-#     scripts/train_embedded_v4.sh         # the stage-1 UNets fine-tuned for DDIM 3 (placement IoU),
-#   the video UNet kept at its DDIM 2 (VIDEO_STEPS, config.sampling.video_num_inference_steps)
+#     scripts/train_embedded_v4.sh         # the stage-1 UNets fine-tuned at DDIM 3's timesteps,
+#   sampled with DDIM 3 and the video UNet kept at its DDIM 2 (VIDEO_STEPS,
+#   config.sampling.video_num_inference_steps): lower than step 10 on both seeds. The same UNets
+#   with STEPS=2 (the folder's recorded steps set back to 2, its calibration and evaluations
+#   removed, the script run again) were ahead and shipped as step 11, with SHIP=stage1,
+#   INIT_RUNS=runs/v11/v11_lastframe1_stage1_position (runs/v11/pipeline_lastframe1: step 10 with
+#   PT-Gen continued 35 min on 2000 episodes of seed 2032, stage1.last_frame_weight 1) and DATA_TEXT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
