@@ -21,8 +21,9 @@
 
 Episodes come from the generator with ``--seed`` (default: the demo seed 7777, never used in
 training; the demo bag holds its first three); ``--prompt-variety`` gives the same scenes with
-paraphrased prompts. ``--steps`` (both stages) defaults to each pipeline's recorded sampling default
-(``model_index.json`` ``config.sampling``, with the video stage's own steps where recorded). Seeds are fixed, so a run is repeatable on one machine.
+paraphrased prompts. ``--steps`` (both stages) defaults to each pipeline's recorded sampling
+default (``model_index.json`` ``config.sampling``, with the video stage's own steps where
+recorded). Seeds are fixed, so a run is repeatable on one machine.
 
     python benchmarks/eval_embedded_quality.py --vae mask2iv_ros/assets/default_model/vae \\
         --pipeline mask2iv_ros/assets/default_model runs/v2_pipeline

@@ -28,15 +28,20 @@ DEFAULT_DEMO_STEPS = 25
 PANEL_SIZE = 192  # pixels per panel side in the previews: the model works at 64x64
 
 
+def _recorded_sampling(model: Path) -> dict:
+    """model_index.json's ``config.sampling`` ({} when the folder has none)."""
+    index = Path(model) / "model_index.json"
+    if not index.is_file():
+        return {}
+    return json.loads(index.read_text()).get("config", {}).get("sampling") or {}
+
+
 def default_steps(model: Path) -> int:
     """Denoising steps the checkpoint records (model_index.json config.sampling), else the model
     card's demo steps (model_card.json), else 25."""
-    index = Path(model) / "model_index.json"
-    if index.is_file():
-        steps = (json.loads(index.read_text()).get("config", {}).get("sampling") or {}) \
-            .get("num_inference_steps")
-        if steps:
-            return int(steps)
+    steps = _recorded_sampling(model).get("num_inference_steps")
+    if steps:
+        return int(steps)
     card = Path(model) / "model_card.json"
     if card.is_file():
         return int(json.loads(card.read_text()).get("demo_num_inference_steps", DEFAULT_DEMO_STEPS))
@@ -50,9 +55,7 @@ def requested_steps(model: Path, steps: int | None = None) -> tuple[int, str]:
     :func:`default_steps`, sent explicitly."""
     if steps:
         return steps, f"{steps} denoising steps per stage"
-    index = Path(model) / "model_index.json"
-    sampling = (json.loads(index.read_text()).get("config", {}).get("sampling") or {}) \
-        if index.is_file() else {}
+    sampling = _recorded_sampling(model)
     if not sampling.get("num_inference_steps"):
         steps = default_steps(model)
         return steps, f"{steps} denoising steps per stage"

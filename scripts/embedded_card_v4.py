@@ -46,7 +46,7 @@ def _listed(values) -> str:
 
 def _recorded_steps(out: Path, names) -> str:
     """The DDIM steps each table row's pipeline folder records, e.g. "DDIM 2 steps" or
-    "DDIM 2 steps (base, previous) / 3 steps (pipeline)"."""
+    "DDIM 2 steps (the previous default) / 3 steps (the fine-tune)"."""
     steps = {name: json.loads((out / name / "model_index.json").read_text())
              ["config"]["sampling"]["num_inference_steps"] for name in names}
     if len(set(steps.values())) == 1:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -114,10 +115,9 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     index_path = destination / "model_index.json"
     index = json.loads(index_path.read_text())
     config = PipelineConfig.from_dict(index["config"], scheduler=index["components"]["scheduler"])
-    config.sampling.num_inference_steps, config.sampling.eta = demo_steps, 0.0
-    config.sampling.video_num_inference_steps = None if demo_video_steps == demo_steps \
-        else demo_video_steps
-    config.sampling.__post_init__()   # the steps are checked as when read from a folder
+    config.sampling = dataclasses.replace(   # checked as when read from a folder
+        config.sampling, num_inference_steps=demo_steps, eta=0.0,
+        video_num_inference_steps=None if demo_video_steps == demo_steps else demo_video_steps)
     index["config"] = config.to_dict()
     index_path.write_text(json.dumps(index, indent=2))
     training = destination / "training"

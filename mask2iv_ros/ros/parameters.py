@@ -106,7 +106,8 @@ class ImagineParameters:
     # Sampling
     num_frames: int = _param(0, "Frames to imagine; 0 = the model's default.", read_only=False)
     num_inference_steps: int = _param(
-        0, "Denoising steps per stage; 0 = the checkpoint's recorded defaults (its video stage may record its own).", read_only=False
+        0, "Denoising steps per stage; 0 = the checkpoint's recorded defaults "
+        "(its video stage may record its own).", read_only=False
     )
     guidance_scale: float = _param(
         -1.0, "Classifier-free guidance scale; negative = the checkpoint's recorded default.", read_only=False
