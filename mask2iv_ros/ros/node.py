@@ -74,6 +74,9 @@ _CANCEL_STATE_WAIT_S = 2.0
 _GOAL_WATCH_PERIOD_S = 0.2
 # Seconds cleanup/shutdown wait for running execute callbacks to hand over their results.
 _EXECUTE_DRAIN_S = 10.0
+# how long a goal that arrived during autostart waits for activation (the model is already
+# loaded by then: only the rest of configure and activate remain)
+_AUTOSTART_WAIT_S = 30.0
 _CLIENT_CANCEL = "canceled by the client"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
@@ -95,6 +98,10 @@ class ImagineNode(LifecycleNode):
         self.startup_error = ""  # why the last configure failed (one line)
         self.lifecycle_state = "unconfigured"
         self._autostarting = False
+        # set while no autostart is under way: the action server exists from configure on, so a
+        # planner can reach it before autostart has activated the node (see _execute_goal)
+        self._autostart_done = threading.Event()
+        self._autostart_done.set()
         self._serving = False
         self._stop_reason = ""  # set once the node is shutting down
         self._state_lock = threading.Lock()
@@ -121,12 +128,14 @@ class ImagineNode(LifecycleNode):
     def autostart(self) -> bool:
         """Configure then activate (what `autostart` does); False with `startup_error` set if configure failed."""
         self._autostarting = True
+        self._autostart_done.clear()
         try:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return False
             return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
         finally:
             self._autostarting = False
+            self._autostart_done.set()
 
     def executor_threads(self) -> int:
         """Executor threads needed: one per waiting/running goal, plus room for other callbacks."""
@@ -694,6 +703,10 @@ class ImagineNode(LifecycleNode):
         key = bytes(goal_handle.goal_id.uuid)
         request_id = key.hex()
         accepted_at = time.monotonic()
+        if not self._serving:
+            # a goal that found the server between autostart's configure and activate is served
+            # once the node is active, not rejected (a lifecycle-managed node still rejects)
+            self._autostart_done.wait(_AUTOSTART_WAIT_S)
         if not self._serving:
             reason = self._stop_reason or f"imagine_node is not active (lifecycle state {self.lifecycle_state}); activate it"
             self.causes.report("rejected:inactive", f"Imagine goal {request_id[:8]}: {reason}")

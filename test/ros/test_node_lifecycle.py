@@ -63,6 +63,37 @@ def test_transitions_load_serve_stop_and_free_the_model(start_node):
     assert h.node.pipeline is None
 
 
+def test_a_goal_that_reaches_the_server_during_autostart_waits_for_activation(start_node):
+    """A planner that starts with the node finds the action server as soon as configure creates
+    it; a goal it sends before autostart has activated the node is served, not rejected."""
+    import threading
+
+    h = start_node(autostart=False)
+    gate, activating = threading.Event(), threading.Event()
+    create_inputs = h.node._create_inputs
+
+    def held_create_inputs():  # activate waits here until the goal is in
+        activating.set()
+        assert gate.wait(30.0)
+        create_inputs()
+
+    h.node._create_inputs = held_create_inputs
+    started = []
+    autostart = threading.Thread(target=lambda: started.append(h.node.autostart()))
+    autostart.start()
+    try:
+        assert activating.wait(30.0) and h.node.lifecycle_state == "inactive"
+        assert h.action_client.wait_for_server(timeout_sec=10.0)
+        goal_handle = h.send(h.goal(trajectory_only=True))
+        wait_for(lambda: h.node._active_executes == 1, 10.0, "the goal executing")
+    finally:
+        gate.set()
+        autostart.join(30.0)
+    assert started == [True]
+    result = h.result(goal_handle)
+    assert (result.status, result.error) == (Imagine.Result.STATUS_SUCCEEDED, "")
+
+
 def test_deactivate_ends_a_running_goal_with_a_reason(start_node):
     from ros_test_helpers import GatedPipeline
 
