@@ -85,7 +85,9 @@ INIT_RUNS=${INIT_RUNS:-}
   --height 64 --width 64 --frames 16 --fps 4 --prompt-variety --quiet
 
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text)
-for part in stage1_position stage1_text; do
+# the stage-1 runs to train (PARTS=stage1_position: PT-Gen only; TT-Gen stays BASE's)
+PARTS=${PARTS:-"stage1_position stage1_text"}
+for part in $PARTS; do
   run="$OUT/${RUN}_$part"
   if compgen -G "$run/checkpoints/*" > /dev/null; then
     args=(--config "$run/config.yaml" --resume)
@@ -108,7 +110,7 @@ wait
 if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   rm -rf "$OUT/pipeline.tmp" && cp -r "$BASE" "$OUT/pipeline.tmp"
   rm -rf "$OUT/pipeline.tmp/training" "$OUT/pipeline.tmp/MODEL_CARD.md" "$OUT/pipeline.tmp/model_card.json"
-  for part in stage1_position stage1_text; do
+  for part in $PARTS; do
     mask2iv-train --config "$OUT/${RUN}_$part/config.yaml" --export --override "export_dir=$OUT/pipeline.tmp"
   done
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
@@ -158,7 +160,7 @@ if [ "$SHIP" = stage1 ]; then
   # INIT_RUNS (e.g. "runs/v9/v9_stage1_position runs/v9/v9_stage1_text"): the runs INIT came from,
   # so the model's training/ folder and card keep every run its UNets went through
   python -m mask2iv_ros.assets.build --pipeline "$OUT/pipeline" --base-model "$BASE" \
-    --runs $INIT_RUNS "$OUT/${RUN}_stage1_position" "$OUT/${RUN}_stage1_text" --demo-steps "$STEPS" --demo-video-steps "$VIDEO_STEPS" \
+    --runs $INIT_RUNS $(for part in $PARTS; do echo "$OUT/${RUN}_$part"; done) --demo-steps "$STEPS" --demo-video-steps "$VIDEO_STEPS" \
     --card-json "$OUT/card.json"
 else
   python -m mask2iv_ros.assets.build --pipeline "$OUT/previous" --base-model "$BASE" \
