@@ -169,6 +169,9 @@ def main(argv=None) -> int:
                         metavar=("OBJECT", "ACTOR"),
                         help="snap the VAE rows' decoded masks with weights (1, OBJECT, ACTOR), e.g. "
                              "a pipeline's config.palette.snap_weights (default: nearest colour)")
+    parser.add_argument("--vae-vote-kernel", type=int, default=1, metavar="K",
+                        help="then the majority vote of a pipeline's config.palette.vote_kernel "
+                             "(odd; default 1: none)")
     parser.add_argument("--pipeline", nargs="*", default=[str(EMBEDDED_MODEL)],
                         help="pipeline folders")
     parser.add_argument("--json", type=Path, help="also write every row here")
@@ -180,6 +183,10 @@ def main(argv=None) -> int:
     except ValueError:
         parser.error("--vae-snap-weights: expected 2 positive numbers (object, actor), got "
                      f"{list(args.vae_snap_weights)}")
+    try:
+        palette = dataclasses.replace(palette, vote_kernel=args.vae_vote_kernel)
+    except ValueError:
+        parser.error(f"--vae-vote-kernel: expected an odd int >= 1, got {args.vae_vote_kernel}")
     torch.manual_seed(0)
     report: dict[str, dict] = {"vae": {}, "pipeline": {}}
     where = f"{args.episodes} unseen episodes of seed {args.seed}"
@@ -187,6 +194,8 @@ def main(argv=None) -> int:
         clips = episodes(args.episodes, args.seed)
         snap = ("nearest palette colour" if palette.snap_weights == (1.0, 1.0, 1.0) else
                 "snap weights (" + ", ".join(f"{w:g}" for w in palette.snap_weights) + ")")
+        if palette.vote_kernel != 1:
+            snap += f", then a {palette.vote_kernel}x{palette.vote_kernel} majority vote"
         print(f"\nVAE reconstruction, {where} (L1 in [-1, 1] units; decoded masks: {snap})\n")
         rows = [(folder, vae_scores(folder, clips, palette)) for folder in args.vae]
         names = list(rows[0][1])
@@ -219,7 +228,8 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(dict(report, episodes=args.episodes, seed=args.seed,
                                              steps=args.steps,
                                              prompt_variety=args.prompt_variety,
-                                             vae_snap_weights=list(palette.snap_weights)), indent=2))
+                                             vae_snap_weights=list(palette.snap_weights),
+                                             vae_vote_kernel=palette.vote_kernel), indent=2))
     return 0
 
 

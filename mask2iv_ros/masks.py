@@ -7,7 +7,10 @@ tolerates the colour drift, blur and brightness changes a VAE round trip introdu
 ``snap_weights`` scale each colour's squared distance before the nearest is chosen: a VAE whose
 decoder spreads a role over the blurred edges around it (decoded regions too large) is corrected
 by a weight > 1 for that role (the embedded default records weights calibrated on its training
-episodes; 1, 1, 1 = plain nearest colour).
+episodes; 1, 1, 1 = plain nearest colour). A palette's ``vote_kernel`` k > 1 then gives every
+pixel the label most frequent in its k x k neighbourhood of the same frame (ties keep the pixel's
+own label): a decoder's edge noise leaves single pixels of the wrong role along a blurred
+boundary, and the vote straightens it (1 = off, every released palette).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class MaskPalette:
     # (background, object, actor): each colour's squared distance is multiplied by its weight
     # when decoded pixels are snapped (palette_labels); > 1 makes that role rarer
     snap_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # odd k >= 1: after snapping, each pixel takes the majority label of its k x k window
+    vote_kernel: int = 1
 
     def __post_init__(self) -> None:
         for name in ("background", "object", "actor"):
@@ -57,6 +62,12 @@ class MaskPalette:
             raise ValueError("MaskPalette.snap_weights: expected 3 positive numbers (background, "
                              f"object, actor), got {self.snap_weights!r}")
         object.__setattr__(self, "snap_weights", weights)
+        kernel = self.vote_kernel
+        if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or kernel < 1 \
+                or kernel % 2 == 0:
+            raise ValueError("MaskPalette.vote_kernel: expected an odd int >= 1 (1 = no vote), "
+                             f"got {kernel!r}")
+        object.__setattr__(self, "vote_kernel", int(kernel))
 
     def colors(self) -> np.ndarray:
         """``[3, 3]`` uint8 array indexed by label (BACKGROUND, OBJECT, ACTOR)."""
@@ -67,14 +78,16 @@ class MaskPalette:
                                  "actor": list(self.actor)}
         if self.snap_weights != (1.0, 1.0, 1.0):  # folders without the key snap to the nearest
             data["snap_weights"] = list(self.snap_weights)
+        if self.vote_kernel != 1:
+            data["vote_kernel"] = self.vote_kernel
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MaskPalette":
-        unknown = sorted(set(data) - {"background", "object", "actor", "snap_weights"})
+        unknown = sorted(set(data) - {"background", "object", "actor", "snap_weights", "vote_kernel"})
         if unknown:
             raise ValueError(f"MaskPalette.from_dict: unknown keys {unknown}")
-        return cls(**{k: tuple(v) for k, v in data.items()})
+        return cls(**{k: v if k == "vote_kernel" else tuple(v) for k, v in data.items()})
 
 
 DEFAULT_PALETTE = MaskPalette()
@@ -127,7 +140,8 @@ def _object_and_actor(object_mask: Any, actor_mask: Any, object_name: str, actor
 
 def palette_labels(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:
     """Label of the nearest palette colour for each pixel of ``[..., 3]`` RGB (squared
-    distances scaled by ``palette.snap_weights``).
+    distances scaled by ``palette.snap_weights``), then the majority vote of
+    ``palette.vote_kernel`` over each ``[H, W]`` frame.
 
     ``rgb`` is uint8 in [0, 255] or float in [0, 1] (values outside the range, as a VAE
     decoder produces, are fine). Returns uint8 labels ``[...]`` (BACKGROUND/OBJECT/ACTOR).
@@ -148,7 +162,27 @@ def palette_labels(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarr
     # weight 1 (every released palette) costs no pass over the frames
     distances = np.stack([d if w == 1.0 else d * np.float32(w)
                           for d, w in zip(distances, palette.snap_weights)], axis=-1)
-    return distances.argmin(axis=-1).astype(np.uint8)
+    labels = distances.argmin(axis=-1).astype(np.uint8)
+    return majority_vote(labels, palette.vote_kernel)
+
+
+def majority_vote(labels: np.ndarray, kernel: int) -> np.ndarray:
+    """Each pixel of the label maps ``[..., H, W]`` (values 0-2) takes the label most frequent in
+    its ``kernel`` x ``kernel`` window (borders replicated); a tie keeps the pixel's own label."""
+    if kernel == 1:
+        return labels
+    if labels.ndim < 2:
+        raise ValueError(f"labels: expected [..., H, W] label maps, got shape {labels.shape}")
+    frames = labels.reshape(-1, *labels.shape[-2:])
+    voted = np.empty_like(frames)
+    for index, frame in enumerate(frames):
+        own = np.stack([frame == label for label in (BACKGROUND, OBJECT, ACTOR)], axis=-1)
+        own = own.astype(np.float32)
+        votes = cv2.boxFilter(own, -1, (kernel, kernel), normalize=False,
+                              borderType=cv2.BORDER_REPLICATE)
+        # the own label's half vote breaks ties without outvoting a true majority
+        voted[index] = (votes + 0.5 * own).argmax(axis=-1)
+    return voted.reshape(labels.shape)
 
 
 def snap_to_palette(rgb: Any, palette: MaskPalette = DEFAULT_PALETTE) -> np.ndarray:

@@ -2,8 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mask2iv_ros.masks import (DEFAULT_PALETTE, MaskPalette, decode_mask_video, encode_mask_video,
-                               encode_masks, overlay_masks, palette_labels, snap_to_palette)
+from mask2iv_ros.masks import (ACTOR, BACKGROUND, DEFAULT_PALETTE, OBJECT, MaskPalette,
+                               decode_mask_video, encode_mask_video, encode_masks, majority_vote,
+                               overlay_masks, palette_labels, snap_to_palette)
 
 
 def _masks(t=3, h=24, w=32):
@@ -93,6 +94,44 @@ def test_snap_weights_make_a_role_rarer_on_blurred_edges():
     for bad in ((1.0, 0.0, 1.0), (1.0, 2.0), (1.0, float("nan"), 1.0), "heavy"):
         with pytest.raises(ValueError, match=r"MaskPalette.snap_weights: expected 3 positive numbers \(background, object, actor\)"):
             MaskPalette(snap_weights=bad)
+
+
+def test_majority_vote_removes_stray_pixels_and_straightens_edges():
+    labels = np.zeros((2, 12, 12), np.uint8)
+    labels[:, 3:9, 3:9] = OBJECT                     # a 6x6 object
+    clean = labels.copy()
+    labels[0, 0, 11] = ACTOR                         # a stray actor pixel in the background
+    labels[0, 5, 8] = BACKGROUND                     # a notch in the object's right edge
+    labels[1, 5, 9] = OBJECT                         # a bump out of it
+    voted = majority_vote(labels, 3)
+    # the price: a square's corner pixel sees 4 of 9 object pixels and is voted away
+    for row, col in ((3, 3), (3, 8), (8, 3), (8, 8)):
+        clean[:, row, col] = BACKGROUND
+    assert voted.tolist() == clean.tolist()
+    assert majority_vote(labels, 1) is labels        # 1 = off: the same array, no pass
+    # a tie keeps the pixel's own label: a 2-pixel-wide stripe of actor across the background
+    stripe = np.zeros((6, 6), np.uint8)
+    stripe[:, 2:4] = ACTOR
+    assert majority_vote(stripe, 3).tolist() == stripe.tolist()
+    # a corner pixel sees 4 (replicated border) of 9 of a role and keeps it only on a tie
+    assert majority_vote(stripe[None], 3).shape == (1, 6, 6)
+    with pytest.raises(ValueError, match="labels: expected"):
+        majority_vote(np.zeros(5, np.uint8), 3)
+
+
+def test_palette_vote_kernel_is_applied_by_the_snap_and_recorded_only_when_on():
+    rgb = np.zeros((1, 10, 10, 3), np.uint8)
+    rgb[0, 2:8, 2:8, 0] = 255                        # a red object
+    rgb[0, 5, 5] = (0, 255, 0)                       # one green (actor) pixel inside it
+    assert palette_labels(rgb)[0, 5, 5] == ACTOR
+    voting = MaskPalette(vote_kernel=3)
+    assert palette_labels(rgb, voting)[0, 5, 5] == OBJECT
+    assert voting.to_dict()["vote_kernel"] == 3 and MaskPalette.from_dict(voting.to_dict()) == voting
+    assert "vote_kernel" not in DEFAULT_PALETTE.to_dict()   # folders from before read the same
+    assert MaskPalette.from_dict({"object": [255, 0, 0]}).vote_kernel == 1
+    for bad in (0, 2, -3, 1.5, True, "3"):
+        with pytest.raises(ValueError, match=r"MaskPalette.vote_kernel: expected an odd int >= 1 \(1 = no vote\)"):
+            MaskPalette(vote_kernel=bad)
 
 
 def test_palette_and_input_errors():

@@ -131,3 +131,24 @@ def test_bad_vae_snap_weights_name_the_option(capsys):
     else:
         raise AssertionError("expected a usage error")
     assert "--vae-snap-weights: expected 2 positive numbers (object, actor), got [0.0, 1.0]" in capsys.readouterr().err
+
+
+def test_vae_rows_can_vote_as_a_pipeline_palette_does(tmp_path, capsys, monkeypatch):
+    quality = _script()
+    monkeypatch.setattr(quality.VideoVAE, "from_pretrained", classmethod(lambda cls, folder: _FadingVAE()))
+    report = tmp_path / "report.json"
+    assert quality.main(["--episodes", "2", "--seed", "11", "--vae", "fading", "--pipeline",
+                         "--vae-vote-kernel", "3", "--json", str(report)]) == 0
+    assert "decoded masks: nearest palette colour, then a 3x3 majority vote" in capsys.readouterr().out
+    written = json.loads(report.read_text())
+    assert written["vae_vote_kernel"] == 3
+    voted = written["vae"]["fading"]
+    # the round trip keeps every mask; the vote only trims corners and thin tips
+    assert 0.8 < voted["decoded object IoU"] < 1 and 0.5 < voted["decoded actor IoU"] <= 1
+    try:
+        quality.main(["--vae", "x", "--vae-vote-kernel", "4"])
+    except SystemExit as exit_info:
+        assert exit_info.code == 2
+    else:
+        raise AssertionError("expected a usage error")
+    assert "--vae-vote-kernel: expected an odd int >= 1, got 4" in capsys.readouterr().err

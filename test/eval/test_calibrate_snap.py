@@ -65,7 +65,7 @@ def test_cli_prints_the_table_and_records_the_best_pair(folder, tmp_path, capsys
                                 "--object-weights", "1", "3", "--actor-weights", "1", "2",
                                 "--write", "--json", str(tmp_path / "rows.json")]) == 0
     printed = capsys.readouterr().out
-    assert "| object weight | actor weight | PT actor IoU |" in printed
+    assert "| object weight | actor weight | vote kernel | PT actor IoU |" in printed
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert len(rows) == 4 and rows == sorted(rows, key=lambda row: -row["objective"])
     best = rows[0]
@@ -81,3 +81,40 @@ def test_bad_weights_name_the_option(folder, capsys):
         calibrate_snap.main([str(folder), "--object-weights", "0", "2"])
     assert exit_info.value.code == 2
     assert "--object-weights: expected one or more positive numbers, got [0.0, 2.0]" in capsys.readouterr().err
+
+
+def test_vote_kernels_join_the_grid_and_the_best_one_is_recorded(folder, tmp_path, capsys):
+    pipe = Mask2IVPipeline.from_pretrained(folder)
+    cases = synthetic_cases(2, 5, pipe.resolution, num_frames=pipe.config.num_frames, fps=pipe.config.fps)
+    samples = calibrate_snap.sample_cases(pipe, cases, steps=1)
+    # re-snapping with a vote scores what a pipeline whose palette votes scores
+    voting = Mask2IVPipeline.from_pretrained(folder)
+    voting.config = dataclasses.replace(voting.config, palette=dataclasses.replace(
+        voting.config.palette, vote_kernel=3))
+    resnapped = calibrate_snap.score_samples(samples, pipe.palette, 1.0, 1.0, vote_kernel=3)
+    direct = [case_scores(run_case(voting, case, "position", trajectory_only=True,
+                                   num_inference_steps=1)[0], case) for case in cases]
+    assert resnapped["PT object IoU"] == pytest.approx(np.mean([row["object IoU"] for row in direct]))
+    assert resnapped != calibrate_snap.score_samples(samples, pipe.palette, 1.0, 1.0)
+    rows = calibrate_snap.calibrate(pipe, cases, [1, 3], steps=1, progress=False, vote_kernels=[1, 3])
+    assert sorted((row["object weight"], row["vote kernel"]) for row in rows) == [(1, 1), (1, 3), (3, 1), (3, 3)]
+    assert calibrate_snap.main([str(folder), "--episodes", "2", "--seed", "5", "--steps", "1",
+                                "--object-weights", "1", "3", "--vote-kernels", "1", "3", "--write",
+                                "--json", str(tmp_path / "rows.json")]) == 0
+    best = json.loads((tmp_path / "rows.json").read_text())["rows"][0]
+    assert Mask2IVPipeline.from_pretrained(folder).palette.vote_kernel == best["vote kernel"]
+    assert f"vote_kernel {best['vote kernel']}" in capsys.readouterr().out
+    # without --vote-kernels the folder's kernel is kept, and --write leaves it alone
+    calibrate_snap.write_weights(folder, 1.0, 1.0, 3)
+    assert calibrate_snap.main([str(folder), "--episodes", "1", "--seed", "5", "--steps", "1",
+                                "--object-weights", "1", "--write"]) == 0
+    assert Mask2IVPipeline.from_pretrained(folder).palette.vote_kernel == 3
+    calibrate_snap.write_weights(folder, 1.0, 1.0, 1)
+    assert "vote_kernel" not in json.loads((folder / "model_index.json").read_text())["config"]["palette"]
+
+
+def test_bad_vote_kernels_name_the_option(folder, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        calibrate_snap.main([str(folder), "--vote-kernels", "1", "2"])
+    assert exit_info.value.code == 2
+    assert "--vote-kernels: expected one or more odd ints >= 1, got [1, 2]" in capsys.readouterr().err
