@@ -8,7 +8,8 @@ Reads OUT/base/model_card.json (the previous default's card: its steps, grid and
 OUT/eval.json and OUT/eval_paraphrased.json (benchmarks/eval_embedded_quality.py on the previous
 default, its copy with calibrated snap weights and the fine-tuned model), OUT/eval_9001.json (the
 last two on the episodes of seed 9001), OUT/calibration_*.json
-(python -m mask2iv_ros.eval.calibrate_snap) and the two runs' metrics.csv.
+(python -m mask2iv_ros.eval.calibrate_snap) and the runs' metrics.csv (PT-Gen's, and TT-Gen's
+unless the script ran with PARTS=stage1_position).
 """
 from __future__ import annotations
 
@@ -44,26 +45,42 @@ def _listed(values) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
 
 
+def _sampling(out: Path, name: str) -> dict:
+    return json.loads((out / name / "model_index.json").read_text())["config"]["sampling"]
+
+
+def _recorded(out: Path, names, key: str, default, unit: str) -> str:
+    """What each table row's pipeline folder records under ``config.sampling[key]``, e.g.
+    "2 steps" or "2 steps (the previous default) / 3 steps (the fine-tune)"."""
+    values = {name: _sampling(out, name).get(key, default) for name in names}
+    if len(set(values.values())) == 1:
+        return f"{next(iter(values.values())):g}{unit}"
+    by_value: dict[float, list[str]] = {}
+    for name, value in values.items():
+        by_value.setdefault(value, []).append(_LABEL_NAMES[name])
+    return " / ".join(f"{value:g}{unit} ({', '.join(who)})" for value, who in by_value.items())
+
+
 def _recorded_steps(out: Path, names) -> str:
     """The DDIM steps each table row's pipeline folder records, e.g. "DDIM 2 steps" or
     "DDIM 2 steps (the previous default) / 3 steps (the fine-tune)"."""
-    steps = {name: json.loads((out / name / "model_index.json").read_text())
-             ["config"]["sampling"]["num_inference_steps"] for name in names}
-    if len(set(steps.values())) == 1:
-        return f"DDIM {next(iter(steps.values()))} steps"
-    by_count: dict[int, list[str]] = {}
-    for name, count in steps.items():
-        by_count.setdefault(count, []).append(_LABEL_NAMES[name])
-    return "DDIM " + " / ".join(f"{count} steps ({', '.join(who)})" for count, who in by_count.items())
+    return "DDIM " + _recorded(out, names, "num_inference_steps", None, " steps")
+
+
+def _recorded_guidance(out: Path, names) -> str:
+    """e.g. "guidance 1.0" or "guidance 1 (the previous default) / 1.5 (its recalibrated copy, the
+    fine-tune)"."""
+    text = _recorded(out, names, "guidance_scale", 1.0, "")
+    return "guidance " + ("1.0" if text == "1" else text)
 
 
 _LABEL_NAMES = {"base": "the previous default", "previous": "its recalibrated copy",
                 "pipeline": "the fine-tune"}
 
 
-def _weights(calibration: dict) -> tuple[float, float]:
+def _weights(calibration: dict) -> tuple[float, float, int]:
     best = calibration["rows"][0]
-    return best["object weight"], best["actor weight"]
+    return best["object weight"], best["actor weight"], int(best.get("vote kernel", 1))
 
 
 def _scores(row: dict) -> str:
@@ -95,11 +112,15 @@ def main() -> None:
     elsewhere = {name: other["pipeline"][keys[name]] for name in ("previous", "pipeline")}
     weights = {name: _weights(json.loads((out / f"calibration_{name}.json").read_text()))
                for name in ("previous", "pipeline")}
-    position, text = _run(out / f"{args.run}_stage1_position"), _run(out / f"{args.run}_stage1_text")
+    position = _run(out / f"{args.run}_stage1_position")
+    # PARTS=stage1_position: TT-Gen was not trained and stays the previous model's
+    text = _run(out / f"{args.run}_stage1_text") if (out / f"{args.run}_stage1_text").is_dir() else None
     shipped = "pipeline" if args.ship == "stage1" else "previous"
 
     def weight_text(name: str) -> str:
-        return f"(1, {weights[name][0]:g}, {weights[name][1]:g})"
+        object_weight, actor_weight, kernel = weights[name]
+        vote = f" and a {kernel}x{kernel} majority vote" if kernel > 1 else ""
+        return f"(1, {object_weight:g}, {actor_weight:g}){vote}"
 
     # where the weights were calibrated is what calibrate_snap recorded, not a second copy of the
     # training script's --seed / --episodes
@@ -109,6 +130,11 @@ def main() -> None:
             f"episodes of seed {calibrated['seed']}{trained_on} (`python -m mask2iv_ros.eval.calibrate_snap --write`; "
             "`config.palette.snap_weights`): the VAE decoder spreads an object over its blurred "
             "edges, and plain nearest-colour snapping gave objects about a third too much area")
+    kernels = sorted({int(row.get("vote kernel", 1)) for row in calibrated["rows"]})
+    if len(kernels) > 1:  # VOTE_KERNELS: the calibration chose the majority vote too
+        snap += (", together with the majority vote after the snap (windows "
+                 f"{_listed([f'{k}x{k}' if k > 1 else '1 (none)' for k in kernels])}, `--vote-kernels`; "
+                 "`config.palette.vote_kernel`), which straightens the decoder's ragged edge pixels")
     # the fine-tune's timesteps against the DDIM steps the new folder records: the same sampler,
     # or (e.g. trained at DDIM 3's timesteps, sampled with DDIM 2) said so
     trained = len(position["timesteps"])
@@ -118,14 +144,27 @@ def main() -> None:
                     if recorded["num_inference_steps"] == trained else
                     f"only at the timesteps of trailing DDIM {trained} ({points}), sampled with the "
                     f"recorded DDIM {recorded['num_inference_steps']}")
-    finetune = (f"the PT-Gen and TT-Gen UNets continued side by side on 2 CPU cores (one thread "
-                f"each, {position['steps']} / {text['steps']} steps in a {position['minutes']:g}-minute "
-                f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
-                f"`{args.run}_*` runs below) {sampler_text}, stage-1 foreground weight 5, the first-frame actor "
-                f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
+    if text is not None:
+        finetune = (f"the PT-Gen and TT-Gen UNets continued side by side on 2 CPU cores (one thread "
+                    f"each, {position['steps']} / {text['steps']} steps in a {position['minutes']:g}-minute "
+                    f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
+                    f"`{args.run}_*` runs below) {sampler_text}, stage-1 foreground weight 5, the first-frame actor "
+                    f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
+    else:
+        finetune = (f"the PT-Gen UNet continued on one CPU thread ({position['steps']} steps in a "
+                    f"{position['minutes']:g}-minute budget, batch 4, AdamW lr {position['lr']:g} cosine, "
+                    f"EMA {position['ema']:g}; the `{args.run}_stage1_position` run below) {sampler_text}, "
+                    f"stage-1 foreground weight 5, the first-frame actor dropped for "
+                    f"{position['drop']:.0%} of the samples, on {args.data}; TT-Gen kept as it was")
+    # a recorded guidance scale other than the previous default's (the script's GUIDANCE) is
+    # given to the previous UNets' copy too, so that copy and the fine-tune differ in UNets only
+    guidance, base_guidance = (_sampling(out, name).get("guidance_scale", 1.0) for name in ("pipeline", "base"))
+    guided = ("" if guidance == base_guidance else
+              f"; classifier-free guidance {guidance:g} recorded (`config.sampling.guidance_scale`, "
+              f"{base_guidance:g} before; the previous UNets' copy is measured with it too)")
     if args.ship == "stage1":
         description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "
-                       f"{snap}, {weight_text('pipeline')} for these UNets. On the 24 unseen episodes of seed {evaluation['seed']}: "
+                       f"{snap}, {weight_text('pipeline')} for these UNets{guided}. On the 24 unseen episodes of seed {evaluation['seed']}: "
                        f"{_scores(rows['base'])} before; {_scores(rows['previous'])} with the "
                        f"previous UNets and their calibrated weights {weight_text('previous')}; "
                        f"{_scores(rows['pipeline'])} with this model. On the 24 episodes of seed "
@@ -133,7 +172,7 @@ def main() -> None:
                        f"{_scores(elsewhere['pipeline'])} with this model.")
     else:
         description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): no UNet "
-                       f"retrained; {snap}, {weight_text('previous')}. On the 24 unseen episodes of seed {evaluation['seed']}: "
+                       f"retrained; {snap}, {weight_text('previous')}{guided}. On the 24 unseen episodes of seed {evaluation['seed']}: "
                        f"{_scores(rows['base'])} before, {_scores(rows['previous'])} after. A "
                        f"fine-tune of the stage-1 UNets was measured and not shipped ({finetune}; "
                        f"with its own weights {weight_text('pipeline')}: {_scores(rows['pipeline'])}; "
@@ -156,6 +195,7 @@ def main() -> None:
         vae = next(iter(evaluation["vae"].values()))
         grid["ceiling"] = {"episodes": evaluation["episodes"], "seed": evaluation["seed"],
                            "snap_weights": evaluation.get("vae_snap_weights", [1.0, 1.0, 1.0]),
+                           "vote_kernel": evaluation.get("vae_vote_kernel", 1),
                            "actor": vae["decoded actor IoU"], "object": vae["decoded object IoU"],
                            "placement": vae["decoded placement IoU"]}
 
@@ -184,7 +224,8 @@ def main() -> None:
                  "mask score they differ on")
     quality = {
         "episodes": evaluation["episodes"], "seed": evaluation["seed"],
-        "steps": "each model's recorded sampling: " + _recorded_steps(out, names) + ", guidance 1.0",
+        "steps": ("each model's recorded sampling: " + _recorded_steps(out, names) + ", "
+                  + _recorded_guidance(out, names)),
         "machine": "2 CPU cores, two evaluations side by side, so the seconds are rough",
         "note": ("The video PSNR and first-frame PSNR columns are what the pipeline returns by "
                  "default (composited onto the input image); the two columns after them are the "
@@ -201,6 +242,9 @@ def main() -> None:
         "the actor mask when the robot knows it.")
     card = {"continuations": continuations, "grid": grid, "quality": quality, "actor_mask": actor,
             "output_limit": base_card["output_limit"]}
+    if guided:  # the build's line on `make demo`'s sampling says where the scale came from
+        card["guidance_note"] = (f"{args.step} records guidance {guidance:g} (its entry under "
+                                 "\"How it was trained\" gives the measurements)")
     if "concat_order_note" in base_card:
         card["concat_order_note"] = base_card["concat_order_note"]
     print(json.dumps(card, indent=2))

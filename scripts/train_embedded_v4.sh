@@ -57,6 +57,10 @@ TIMESTEPS=${TIMESTEPS:-999,499}
 STEPS=${STEPS:-2}
 # the video UNet is not retrained here: it keeps the steps it was fine-tuned for
 VIDEO_STEPS=${VIDEO_STEPS:-2}
+# the guidance scale the new folder and the previous model's copy record (empty: BASE's); step 12: 1.5
+GUIDANCE=${GUIDANCE:-}
+# majority-vote windows the snap calibration tries (empty: each folder's own), e.g. "1 3"
+VOTE_KERNELS=${VOTE_KERNELS:-}
 DROP=${DROP:-0.2}
 SHIP=${SHIP:-stage1}
 # run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
@@ -116,11 +120,13 @@ if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
   # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
   cp "$BASE/scheduler/scheduler_config.json" "$OUT/pipeline.tmp/scheduler/"
-  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS" <<'PY'
+  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS" "$GUIDANCE" <<'PY'
 import json, sys
-path, steps, video_steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, steps, video_steps, guidance = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 index = json.load(open(path))
 index["config"]["sampling"]["num_inference_steps"] = steps
+if guidance:
+    index["config"]["sampling"]["guidance_scale"] = float(guidance)
 index["config"]["sampling"].pop("video_num_inference_steps", None)
 if video_steps != steps:
     index["config"]["sampling"]["video_num_inference_steps"] = video_steps
@@ -131,18 +137,26 @@ fi
 if [ ! -f "$OUT/previous/model_index.json" ]; then
   rm -rf "$OUT/previous" && cp -r "$BASE" "$OUT/previous"
   rm -rf "$OUT/previous/training" "$OUT/previous/MODEL_CARD.md" "$OUT/previous/model_card.json"
+  # the previous UNets with the same recorded guidance: previous vs pipeline compares the UNets
+  [ -z "$GUIDANCE" ] || python - "$OUT/previous/model_index.json" "$GUIDANCE" <<'PY'
+import json, sys
+index = json.load(open(sys.argv[1]))
+index["config"]["sampling"]["guidance_scale"] = float(sys.argv[2])
+open(sys.argv[1], "w").write(json.dumps(index, indent=2) + "\n")
+PY
 fi
 # snap weights on the training seed, both folders side by side
 for folder in previous pipeline; do
   [ -f "$OUT/calibration_$folder.json" ] || OMP_NUM_THREADS=1 python -m mask2iv_ros.eval.calibrate_snap \
-    "$OUT/$folder" --seed 2026 --episodes 32 --object-weights 1 2 4 8 12 16 20 24 32 --write \
+    "$OUT/$folder" --seed 2026 --episodes 32 --object-weights 1 2 4 8 12 16 20 24 32 \
+    ${VOTE_KERNELS:+--vote-kernels $VOTE_KERNELS} --write \
     --json "$OUT/calibration_$folder.json" > "$OUT/calibration_$folder.md" 2> "$OUT/calibration_$folder.log" &
 done
 wait
 # each evaluation writes its JSON last, so a run of the script after SHIP=none (e.g. SHIP=stage1 once
 # the numbers are read) goes straight to the card and the build
 # the VAE row snaps with the new model's calibrated weights: what sampling the true latents would score
-snap=$(python -c "import json, sys; w = json.load(open(sys.argv[1]))['config']['palette']['snap_weights']; print(w[1], w[2])" \
+snap=$(python -c "import json, sys; p = json.load(open(sys.argv[1]))['config']['palette']; w = p['snap_weights']; print(w[1], w[2], '--vae-vote-kernel', p.get('vote_kernel', 1))" \
   "$OUT/pipeline/model_index.json")
 [ -f "$OUT/eval.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py --vae "$BASE/vae" \
   --vae-snap-weights $snap --pipeline "$BASE" "$OUT/previous" "$OUT/pipeline" --json "$OUT/eval.json" > "$OUT/eval.md" &

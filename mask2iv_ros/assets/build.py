@@ -126,10 +126,12 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     training.mkdir(exist_ok=True)
     card = {"demo_num_inference_steps": demo_steps,
             "demo_video_num_inference_steps": config.sampling.video_num_inference_steps or demo_steps,
+            "demo_guidance_scale": config.sampling.guidance_scale,
             "data_seed": 2026, "demo_seed": DEMO_SEED,
             "data": DATA_DESCRIPTION, "runs": dict(base_card.get("runs", {}))}
-    if "sampling_sweep" in base_card:
-        card["sampling_sweep"] = base_card["sampling_sweep"]
+    for key in ("sampling_sweep", "guidance_note"):
+        if key in base_card:
+            card[key] = base_card[key]
     for run in map(Path, runs):
         for name in ("config.yaml", "loss.png", "metrics.csv"):
             if (run / name).is_file():
@@ -208,7 +210,9 @@ def _ceiling(grid: dict) -> str:
         return ""
     c = grid["ceiling"]
     weights = ", ".join(f"{w:g}" for w in c["snap_weights"])
-    return (f"\nWith this model's snap weights ({weights}), the same round trip on {c['episodes']} "
+    kernel = c.get("vote_kernel", 1)
+    vote = f" and its {kernel}x{kernel} majority vote" if kernel > 1 else ""
+    return (f"\nWith this model's snap weights ({weights}){vote}, the same round trip on {c['episodes']} "
             f"unseen episodes of seed {c['seed']} scores actor / object IoU {c['actor']:.3f} / "
             f"{c['object']:.3f} over frames 1..7 and final placement IoU {c['placement']:.3f}: the "
             "most a model that sampled the true latents would score.")
@@ -315,8 +319,17 @@ of the method and the software path, not a model for real robots.
 - The text-conditioned model (TT-Gen) follows prompts less reliably than the
   placement-conditioned one (PT-Gen).
 - {actor}
-- `make demo` runs {_demo_steps(card)}{' at guidance 1.0 (`model_index.json` `config.sampling`): ' + card['sampling_sweep'] if 'sampling_sweep' in card else ''}.
+- `make demo` runs {_demo_steps(card)} at guidance {card.get('demo_guidance_scale', 1.0):.1f} (`model_index.json` `config.sampling`){_sweep(card)}.
 """
+
+
+def _sweep(card: dict) -> str:
+    """The sampling sweep the recorded steps came from; a later step that recorded another
+    guidance scale is named by the card (``guidance_note``)."""
+    if "sampling_sweep" not in card:
+        return ""
+    note = f"; {card['guidance_note']}" if "guidance_note" in card else ""
+    return f": {card['sampling_sweep']}{note}"
 
 
 def _demo_steps(card: dict) -> str:

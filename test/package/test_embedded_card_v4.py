@@ -34,10 +34,12 @@ def _run_folder(folder: Path, steps: int, minutes: float, timesteps=(999, 499)) 
         "stage1": {"actor_condition_drop_prob": 0.2}}))
 
 
-def _write_steps(folder: Path, steps: int) -> None:
+def _write_steps(folder: Path, steps: int, guidance: float | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model_index.json").write_text(json.dumps(
-        {"config": {"sampling": {"num_inference_steps": steps}}}))
+    sampling = {"num_inference_steps": steps}
+    if guidance is not None:
+        sampling["guidance_scale"] = guidance
+    (folder / "model_index.json").write_text(json.dumps({"config": {"sampling": sampling}}))
 
 
 @pytest.fixture
@@ -107,7 +109,9 @@ def test_stage1_card_reports_runs_weights_scores_and_missed_targets(out: Path) -
     assert quality["steps"] == "each model's recorded sampling: DDIM 2 steps, guidance 1.0"
     # the VAE row's ceiling with the weights it was snapped with, as the card's grid section says it
     assert card["grid"]["ceiling"] == {"episodes": 24, "seed": 7777, "snap_weights": [1.0, 24.0, 1.0],
-                                       "actor": 0.831, "object": 0.839, "placement": 0.86}
+                                       "vote_kernel": 1, "actor": 0.831, "object": 0.839,
+                                       "placement": 0.86}
+    assert "guidance_note" not in card and "majority vote" not in description
 
 
 def test_snap_card_ships_the_previous_unets(out: Path) -> None:
@@ -138,3 +142,35 @@ def test_card_names_the_timesteps_and_steps_of_a_three_step_fine_tune(out: Path)
     description = _card(out, "stage1")["continuations"][-1]["description"]
     assert ("only at the timesteps of trailing DDIM 3 (t = 999, 666 and 332, +-25; "
             "`diffusion.train_timesteps`), sampled with the recorded DDIM 2") in description
+
+
+def test_card_of_a_pt_only_fine_tune_with_guidance_and_a_majority_vote(out: Path) -> None:
+    # PARTS=stage1_position GUIDANCE=1.5 VOTE_KERNELS="1 3": no TT-Gen run, both new folders
+    # record guidance 1.5 and the calibration chose a 3x3 vote
+    import shutil
+    shutil.rmtree(out / "v8_stage1_text")
+    for name in ("previous", "pipeline"):
+        _write_steps(out / name, 2, guidance=1.5)
+        (out / f"calibration_{name}.json").write_text(json.dumps(
+            {"seed": 2026, "episodes": 32,
+             "rows": [{"object weight": 32, "actor weight": 1, "vote kernel": 3},
+                      {"object weight": 32, "actor weight": 1, "vote kernel": 1}]}))
+    evaluation = json.loads((out / "eval.json").read_text())
+    evaluation["vae_vote_kernel"] = 3
+    (out / "eval.json").write_text(json.dumps(evaluation))
+    card = _card(out, "stage1")
+    description = card["continuations"][-1]["description"]
+    assert "the PT-Gen UNet continued on one CPU thread (2016 steps in a 60-minute budget" in description
+    assert "TT-Gen kept as it was" in description and "2139" not in description
+    assert "(1, 24, 1)" not in description
+    assert "(1, 32, 1) and a 3x3 majority vote for these UNets" in description
+    assert "(windows 1 (none) and 3x3, `--vote-kernels`; `config.palette.vote_kernel`)" in description
+    assert ("classifier-free guidance 1.5 recorded (`config.sampling.guidance_scale`, 1 before; "
+            "the previous UNets' copy is measured with it too)") in description
+    # (the recalibrated copy scores as the previous default here, so it has no row of its own)
+    assert card["quality"]["steps"] == ("each model's recorded sampling: DDIM 2 steps, guidance 1 "
+                                        "(the previous default) / 1.5 (the fine-tune)")
+    assert card["guidance_note"].startswith("v2, sixth step records guidance 1.5")
+    assert card["grid"]["ceiling"]["vote_kernel"] == 3
+    assert any(label.startswith("**this model** (stage-1 fine-tune (v8) with snap weights (1, 32, 1) "
+                                "and a 3x3 majority vote)") for label in card["quality"]["rows"])

@@ -288,8 +288,18 @@ def test_embedded_model_build_records_the_demo_sampling(tmp_path):
     assert config.condition_dropout == 0.1
     assert json.loads((tmp_path / "default" / "model_card.json").read_text())[
         "demo_num_inference_steps"] == 25
-    assert "`make demo` runs 25 DDIM steps per stage" in \
+    assert "`make demo` runs 25 DDIM steps per stage at guidance 7.5" in \
         (tmp_path / "default" / "MODEL_CARD.md").read_text()
+    card = json.loads((tmp_path / "default" / "model_card.json").read_text())
+    assert card["demo_guidance_scale"] == 7.5
+    # a continued card keeps the base's sampling sweep and a later step's note on its guidance
+    card.update(sampling_sweep="the sweep chose guidance 1.0", guidance_note="step 12 records 1.5")
+    (tmp_path / "default" / "model_card.json").write_text(json.dumps(card))
+    build_default_model(tmp_path / "exported", destination=tmp_path / "continued", demo_steps=25,
+                        base_model=tmp_path / "default")
+    assert ("`make demo` runs 25 DDIM steps per stage at guidance 7.5 (`model_index.json` "
+            "`config.sampling`): the sweep chose guidance 1.0; step 12 records 1.5.") in \
+        (tmp_path / "continued" / "MODEL_CARD.md").read_text()
     # trajectory UNets fine-tuned for DDIM 3, the video UNet kept at its DDIM 2
     build_default_model(tmp_path / "exported", destination=tmp_path / "three", demo_steps=3,
                         demo_video_steps=2)
@@ -357,3 +367,13 @@ def test_embedded_model_build_continues_a_base_model_card(tmp_path):
     assert ("With this model's snap weights (1, 32, 1), the same round trip on 24 unseen episodes "
             "of seed 9001 scores actor / object IoU 0.834 / 0.841 over frames 1..7 and final "
             "placement IoU 0.852") in text
+
+
+def test_card_ceiling_names_the_majority_vote_it_was_snapped_with():
+    from mask2iv_ros.assets.build import _ceiling
+
+    ceiling = {"episodes": 24, "seed": 7777, "snap_weights": [1.0, 32.0, 1.0], "actor": 0.8,
+               "object": 0.84, "placement": 0.86}
+    assert "snap weights (1, 32, 1), the same round trip" in _ceiling({"ceiling": ceiling})
+    voted = _ceiling({"ceiling": dict(ceiling, vote_kernel=3)})
+    assert "snap weights (1, 32, 1) and its 3x3 majority vote, the same round trip" in voted
