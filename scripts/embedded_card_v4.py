@@ -34,6 +34,7 @@ def _run(folder: Path) -> dict:
     config = yaml.safe_load((folder / "config.yaml").read_text())
     return {"steps": int(rows[-1]["step"]), "minutes": config.get("time_budget_minutes"),
             "lr": config["optim"]["lr"], "ema": config["ema"]["decay"],
+            "batch": config["optim"]["batch_size"], "warmup": config["optim"]["warmup_steps"],
             "timesteps": config["diffusion"]["train_timesteps"],
             "jitter": config["diffusion"]["train_timestep_jitter"],
             "drop": config["stage1"]["actor_condition_drop_prob"]}
@@ -100,6 +101,14 @@ def main() -> None:
     parser.add_argument("--previous", default="steps 1-5", help="how the card names the model before")
     parser.add_argument("--data", default="the 400 synthetic training episodes of seed 2026",
                         help="what the runs trained on (the script's EPISODES / DATA_SEED)")
+    parser.add_argument("--script", default="scripts/train_embedded_v4.sh",
+                        help="the training script the card names for this step")
+    parser.add_argument("--hardware", default=None,
+                        help="a PT-only fine-tune trained elsewhere than on one CPU thread, e.g. "
+                             "'one H200 GPU, bf16' (scripts/train_embedded_gpu_step.sh)")
+    parser.add_argument("--video-run", type=Path, default=None,
+                        help="a stage-2 run whose video_unet the new folder holds (its steps and "
+                             "settings are named in the step's entry)")
     args = parser.parse_args()
     out = args.out
     base_card = json.loads((out / "base" / "model_card.json").read_text())
@@ -150,12 +159,26 @@ def main() -> None:
                     f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
                     f"`{args.run}_*` runs below) {sampler_text}, stage-1 foreground weight 5, the first-frame actor "
                     f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
+    elif args.hardware:
+        warmup = f" with {position['warmup']} warm-up steps" if position["warmup"] else ""
+        finetune = (f"the PT-Gen UNet continued on {args.hardware} ({position['steps']} steps in a "
+                    f"{position['minutes']:g}-minute budget, batch {position['batch']}, AdamW lr "
+                    f"{position['lr']:g}{warmup} cosine, EMA {position['ema']:g} with warm-up; the "
+                    f"`{args.run}_stage1_position` run below) {sampler_text}, stage-1 foreground "
+                    f"weight 5, the first-frame actor dropped for {position['drop']:.0%} of the "
+                    f"samples, on {args.data}; TT-Gen kept as it was")
     else:
         finetune = (f"the PT-Gen UNet continued on one CPU thread ({position['steps']} steps in a "
                     f"{position['minutes']:g}-minute budget, batch 4, AdamW lr {position['lr']:g} cosine, "
                     f"EMA {position['ema']:g}; the `{args.run}_stage1_position` run below) {sampler_text}, "
                     f"stage-1 foreground weight 5, the first-frame actor dropped for "
                     f"{position['drop']:.0%} of the samples, on {args.data}; TT-Gen kept as it was")
+    if args.video_run is not None:
+        video = _run(args.video_run)
+        finetune += (f"; beside it the stage-2 UNet ({video['steps']} steps, batch {video['batch']}, "
+                     f"lr {video['lr']:g}, at t = {_listed(video['timesteps'])}, +-{video['jitter']}, the "
+                     f"timesteps of its recorded DDIM 2; released contact weight 5; the "
+                     f"`{args.video_run.name}` run below), whose `video_unet` this step ships too")
     # a recorded guidance scale other than the previous default's (the script's GUIDANCE) is
     # given to the previous UNets' copy too, so that copy and the fine-tune differ in UNets only
     guidance, base_guidance = (_sampling(out, name).get("guidance_scale", 1.0) for name in ("pipeline", "base"))
@@ -163,7 +186,7 @@ def main() -> None:
               f"; classifier-free guidance {guidance:g} recorded (`config.sampling.guidance_scale`, "
               f"{base_guidance:g} before; the previous UNets' copy is measured with it too)")
     if args.ship == "stage1":
-        description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): {finetune}; then "
+        description = (f"{args.step} (issue 14, `{args.script}`): {finetune}; then "
                        f"{snap}, {weight_text('pipeline')} for these UNets{guided}. On the 24 unseen episodes of seed {evaluation['seed']}: "
                        f"{_scores(rows['base'])} before; {_scores(rows['previous'])} with the "
                        f"previous UNets and their calibrated weights {weight_text('previous')}; "
@@ -171,7 +194,7 @@ def main() -> None:
                        f"{other['seed']}: {_scores(elsewhere['previous'])} with the previous UNets, "
                        f"{_scores(elsewhere['pipeline'])} with this model.")
     else:
-        description = (f"{args.step} (issue 14, `scripts/train_embedded_v4.sh`): no UNet "
+        description = (f"{args.step} (issue 14, `{args.script}`): no UNet "
                        f"retrained; {snap}, {weight_text('previous')}{guided}. On the 24 unseen episodes of seed {evaluation['seed']}: "
                        f"{_scores(rows['base'])} before, {_scores(rows['previous'])} after. A "
                        f"fine-tune of the stage-1 UNets was measured and not shipped ({finetune}; "
@@ -179,7 +202,7 @@ def main() -> None:
                        f"on seed {other['seed']}: {_scores(elsewhere['pipeline'])} against "
                        f"{_scores(elsewhere['previous'])}).")
     continuations = list(base_card.get("continuations") or [base_card["continuation"]])
-    continuations.append({"script": "scripts/train_embedded_v4.sh", "description": description})
+    continuations.append({"script": args.script, "description": description})
 
     grid = dict(base_card["grid"])
     if "snap weights" not in grid["conclusion"]:  # the first calibrated model says it once
