@@ -34,7 +34,7 @@ def _run(folder: Path) -> dict:
     config = yaml.safe_load((folder / "config.yaml").read_text())
     return {"steps": int(rows[-1]["step"]), "minutes": config.get("time_budget_minutes"),
             "lr": config["optim"]["lr"], "ema": config["ema"]["decay"],
-            "batch": config["optim"]["batch_size"], "warmup": config["optim"]["warmup_steps"],
+            "batch": config["optim"].get("batch_size"), "warmup": config["optim"].get("warmup_steps", 0),
             "timesteps": config["diffusion"]["train_timesteps"],
             "jitter": config["diffusion"]["train_timestep_jitter"],
             "drop": config["stage1"]["actor_condition_drop_prob"]}

@@ -25,11 +25,11 @@ def _row(actor: float, placement: float, direction: float, first: float = 28.5) 
             "PT s per request": 0.7}
 
 
-def _run_folder(folder: Path, steps: int, minutes: float, timesteps=(999, 499)) -> None:
+def _run_folder(folder: Path, steps: int, minutes: float, timesteps=(999, 499), optim=None) -> None:
     folder.mkdir(parents=True)
     (folder / "metrics.csv").write_text("step,loss\n10,0.5\n" + f"{steps},0.4\n")
     (folder / "config.yaml").write_text(yaml.safe_dump({
-        "time_budget_minutes": minutes, "optim": {"lr": 1e-4}, "ema": {"decay": 0.99},
+        "time_budget_minutes": minutes, "optim": optim or {"lr": 1e-4}, "ema": {"decay": 0.99},
         "diffusion": {"train_timesteps": list(timesteps), "train_timestep_jitter": 25},
         "stage1": {"actor_condition_drop_prob": 0.2}}))
 
@@ -72,10 +72,10 @@ def out(tmp_path: Path) -> Path:
     return out
 
 
-def _card(out: Path, ship: str) -> dict:
+def _card(out: Path, ship: str, *extra: str) -> dict:
     done = subprocess.run([sys.executable, str(SCRIPT), str(out), "--ship", ship, "--run", "v8",
                            "--step", "v2, sixth step", "--previous", "steps 1-8",
-                           "--data", "the 2000 synthetic training episodes of seed 2029"],
+                           "--data", "the 2000 synthetic training episodes of seed 2029", *extra],
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -174,3 +174,25 @@ def test_card_of_a_pt_only_fine_tune_with_guidance_and_a_majority_vote(out: Path
     assert card["grid"]["ceiling"]["vote_kernel"] == 3
     assert any(label.startswith("**this model** (stage-1 fine-tune (v8) with snap weights (1, 32, 1) "
                                 "and a 3x3 majority vote)") for label in card["quality"]["rows"])
+
+
+def test_card_of_a_gpu_step_names_the_machine_batch_and_the_stage2_run(out: Path) -> None:
+    # scripts/train_embedded_gpu_step.sh: PT-Gen at batch 32 with warm-up on a GPU, a stage-2 run
+    # beside it whose video_unet ships too, the card naming that script
+    import shutil
+    shutil.rmtree(out / "v8_stage1_text")
+    shutil.rmtree(out / "v8_stage1_position")
+    _run_folder(out / "v8_stage1_position", 602, 5.5, timesteps=(999, 666, 332),
+                optim={"lr": 3e-4, "batch_size": 32, "warmup_steps": 100})
+    _run_folder(out / "gpu_stage2", 431, 5.5, optim={"lr": 1e-4, "batch_size": 32, "warmup_steps": 100})
+    card = _card(out, "stage1", "--script", "scripts/train_embedded_gpu_step.sh",
+                 "--hardware", "one H200 GPU", "--video-run", str(out / "gpu_stage2"))
+    description = card["continuations"][-1]["description"]
+    assert card["continuations"][-1]["script"] == "scripts/train_embedded_gpu_step.sh"
+    assert description.startswith("v2, sixth step (issue 14, `scripts/train_embedded_gpu_step.sh`): "
+                                  "the PT-Gen UNet continued on one H200 GPU (602 steps in a 5.5-minute "
+                                  "budget, batch 32, AdamW lr 0.0003 with 100 warm-up steps cosine")
+    assert "one CPU thread" not in description and "TT-Gen kept as it was" in description
+    assert ("beside it the stage-2 UNet (431 steps, batch 32, lr 0.0001, at t = 999 and 499, +-25"
+            in description) and "`gpu_stage2` run below), whose `video_unet` this step ships too" in description
+
