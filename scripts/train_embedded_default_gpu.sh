@@ -22,11 +22,7 @@ UNET_MINUTES=${UNET_MINUTES:-5}
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$RUNS"
 
-entry() {  # entry MODULE FUNCTION ARGS...: a console entry point without an installed package
-  local module=$1 function=$2
-  shift 2
-  "$PY" -c "import sys; from $module import $function as f; sys.argv[0] = '$function'; sys.exit(f())" "$@"
-}
+. scripts/entry.sh  # entry MODULE FUNCTION ARGS...
 
 echo "== data: $SHARDS x 400 episodes ($(date +%T))"
 for k in $(seq 0 $((SHARDS - 1))); do

@@ -34,11 +34,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$RUNS"
 
-entry() {  # entry MODULE FUNCTION ARGS...: a console entry point without an installed package
-  local module=$1 function=$2
-  shift 2
-  "$PY" -c "import sys; from $module import $function as f; sys.argv[0] = '$function'; sys.exit(f())" "$@"
-}
+. scripts/entry.sh  # entry MODULE FUNCTION ARGS...
 
 echo "== $(date +%T) $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)"
 "$PY" -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'diffusers', diffusers.__version__)" || exit 1
@@ -68,6 +64,7 @@ declare -A extra=(
   [s2_lr1e-4]="optim.lr=1e-4 diffusion.train_timesteps=[999,499]")
 echo "== $(date +%T) training ${!part[*]} for $MINUTES minutes"
 declare -A pid
+failed=0
 for name in "${!part[@]}"; do
   p=${part[$name]}
   args=(--config "training/embedded_$p.yaml" "${common[@]}" --override "output_dir=$RUNS/$name"
@@ -88,8 +85,10 @@ for name in "${!part[@]}"; do
     "$PY" -m mask2iv_ros.training.train --config "$RUNS/$name/config.yaml" --export >> "$RUNS/$name.log" 2>&1
   fi
   tail -n 4 "$RUNS/$name.log"
+  [ -f "$RUNS/export_$name/${component[$p]}/config.json" ] || { echo "$name: no exported UNet"; failed=1; }
   (cd "$RUNS" && tar -cf "$RESULTS/$name.tar" --exclude=checkpoints "$name" "$name.log" \
      "export_$name/${component[$p]}" 2>&1) || echo "tar $name failed"
 done
 ls -la "$RESULTS"
 echo "== $(date +%T) done"
+exit $failed
