@@ -51,32 +51,30 @@ def _median_seconds(fn: Callable[[], object], device: torch.device, warmup: int,
     return statistics.median(times)
 
 
-def measure(trainer: Trainer, warmup: int, steps: int) -> dict[str, float]:
+def _step_on(trainer: Trainer, batch: dict) -> None:
+    """One optimizer step on an already loaded batch (every micro-batch the same)."""
+    trainer.train_step(iter([batch] * trainer.config.optim.gradient_accumulation_steps))
+
+
+def measure(trainer: Trainer, batches, cached: dict, warmup: int, steps: int) -> dict[str, float]:
     device = trainer.device
-    batches = trainer._batches()
-    cached = next(batches)
     rows = {"data: next batch": _median_seconds(lambda: next(batches), device, warmup, steps)}
     rows["stage inputs (VAE encodes, condition)"] = _median_seconds(
         lambda: trainer.stage_inputs(cached, trainer.host_rng, trainer.generator), device, warmup, steps)
-
-    def step_on_cached():
-        trainer.train_step(iter([cached] * trainer.config.optim.gradient_accumulation_steps))
-
-    rows["optimizer step on a loaded batch"] = _median_seconds(step_on_cached, device, warmup, steps)
+    rows["optimizer step on a loaded batch"] = _median_seconds(lambda: _step_on(trainer, cached),
+                                                              device, warmup, steps)
     rows["optimizer step with loading"] = _median_seconds(lambda: trainer.train_step(batches),
                                                          device, warmup, steps)
     return rows
 
 
-def profile(trainer: Trainer, steps: int, rows: int = 18) -> str:
+def profile(trainer: Trainer, cached: dict, steps: int, rows: int = 18) -> str:
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    batches = trainer._batches()
-    cached = next(batches)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         for _ in range(steps):
-            trainer.train_step(iter([cached] * trainer.config.optim.gradient_accumulation_steps))
+            _step_on(trainer, cached)
         _sync(trainer.device)
     key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
@@ -111,17 +109,21 @@ def main(argv=None) -> int:
         print(f"{config.stage} at batch {config.optim.batch_size}, {config.data.num_frames} frames "
               f"{config.data.height}x{config.data.width}, mixed precision "
               f"{trainer.accelerator.mixed_precision}, data workers {config.data.num_workers}; {name}")
-        results = {f"VAE chunk {trainer.vae.chunk_size}": measure(trainer, args.warmup, args.steps)}
+        # one data loader (its workers start once) for every column and the profile
+        batches = trainer._batches()
+        cached = next(batches)
+        results = {f"VAE chunk {trainer.vae.chunk_size}": measure(trainer, batches, cached,
+                                                                  args.warmup, args.steps)}
         for chunk in args.vae_chunk_size:
             trainer.vae.chunk_size = chunk
-            results[f"VAE chunk {chunk}"] = measure(trainer, args.warmup, args.steps)
+            results[f"VAE chunk {chunk}"] = measure(trainer, batches, cached, args.warmup, args.steps)
         columns = list(results)
         print("\n| part | " + " | ".join(f"s, {c}" for c in columns) + " |")
         print("| --- |" + " ---: |" * len(columns))
         for row in results[columns[0]]:
             print(f"| {row} | " + " | ".join(f"{results[c][row]:.4f}" for c in columns) + " |")
         if args.profile:
-            print("\n" + profile(trainer, max(2, args.steps // 2)))
+            print("\n" + profile(trainer, cached, max(2, args.steps // 2)))
         if args.json:
             args.json.write_text(json.dumps({"device": name, "results": results}, indent=2))
     return 0

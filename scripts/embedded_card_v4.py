@@ -34,7 +34,8 @@ def _run(folder: Path) -> dict:
     config = yaml.safe_load((folder / "config.yaml").read_text())
     return {"steps": int(rows[-1]["step"]), "minutes": config.get("time_budget_minutes"),
             "lr": config["optim"]["lr"], "ema": config["ema"]["decay"],
-            "batch": config["optim"].get("batch_size"), "warmup": config["optim"].get("warmup_steps", 0),
+            # train_embedded_v4.sh's batch 4 and no warm-up where a run's config does not say
+            "batch": config["optim"].get("batch_size", 4), "warmup": config["optim"].get("warmup_steps", 0),
             "timesteps": config["diffusion"]["train_timesteps"],
             "jitter": config["diffusion"]["train_timestep_jitter"],
             "drop": config["stage1"]["actor_condition_drop_prob"]}
@@ -159,18 +160,14 @@ def main() -> None:
                     f"budget, batch 4, AdamW lr {position['lr']:g} cosine, EMA {position['ema']:g}; the "
                     f"`{args.run}_*` runs below) {sampler_text}, stage-1 foreground weight 5, the first-frame actor "
                     f"dropped for {position['drop']:.0%} of the samples, paraphrased prompts, on {args.data}")
-    elif args.hardware:
-        warmup = f" with {position['warmup']} warm-up steps" if position["warmup"] else ""
-        finetune = (f"the PT-Gen UNet continued on {args.hardware} ({position['steps']} steps in a "
-                    f"{position['minutes']:g}-minute budget, batch {position['batch']}, AdamW lr "
-                    f"{position['lr']:g}{warmup} cosine, EMA {position['ema']:g} with warm-up; the "
-                    f"`{args.run}_stage1_position` run below) {sampler_text}, stage-1 foreground "
-                    f"weight 5, the first-frame actor dropped for {position['drop']:.0%} of the "
-                    f"samples, on {args.data}; TT-Gen kept as it was")
     else:
-        finetune = (f"the PT-Gen UNet continued on one CPU thread ({position['steps']} steps in a "
-                    f"{position['minutes']:g}-minute budget, batch 4, AdamW lr {position['lr']:g} cosine, "
-                    f"EMA {position['ema']:g}; the `{args.run}_stage1_position` run below) {sampler_text}, "
+        # PT-Gen alone: on one CPU thread (train_embedded_v4.sh PARTS=stage1_position) or on the
+        # machine --hardware names (train_embedded_gpu_step.sh)
+        warmup = f" with {position['warmup']} warm-up steps" if position["warmup"] else ""
+        finetune = (f"the PT-Gen UNet continued on {args.hardware or 'one CPU thread'} "
+                    f"({position['steps']} steps in a {position['minutes']:g}-minute budget, batch "
+                    f"{position['batch']}, AdamW lr {position['lr']:g}{warmup} cosine, EMA "
+                    f"{position['ema']:g}; the `{args.run}_stage1_position` run below) {sampler_text}, "
                     f"stage-1 foreground weight 5, the first-frame actor dropped for "
                     f"{position['drop']:.0%} of the samples, on {args.data}; TT-Gen kept as it was")
     if args.video_run is not None:

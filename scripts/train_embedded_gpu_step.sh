@@ -58,10 +58,9 @@ common=(--no-progress --override "data.root=$RUNS/train" --override "model.vae.p
         --override checkpoint_every=500 --override plot_every=500 --override export_at_end=true)
 declare -A part=([pt_lr1e-4]=stage1_position [pt_lr3e-4]=stage1_position [s2_lr1e-4]=stage2)
 declare -A component=([stage1_position]=trajectory_unet_position [stage2]=video_unet)
-declare -A extra=(
-  [pt_lr1e-4]="optim.lr=1e-4 diffusion.train_timesteps=[999,666,332] stage1.actor_condition_drop_prob=0.2"
-  [pt_lr3e-4]="optim.lr=3e-4 diffusion.train_timesteps=[999,666,332] stage1.actor_condition_drop_prob=0.2"
-  [s2_lr1e-4]="optim.lr=1e-4 diffusion.train_timesteps=[999,499]")
+pt="diffusion.train_timesteps=[999,666,332] stage1.actor_condition_drop_prob=0.2"  # step 11's recipe
+declare -A extra=([pt_lr1e-4]="optim.lr=1e-4 $pt" [pt_lr3e-4]="optim.lr=3e-4 $pt"
+                  [s2_lr1e-4]="optim.lr=1e-4 diffusion.train_timesteps=[999,499]")
 echo "== $(date +%T) training ${!part[*]} for $MINUTES minutes"
 declare -A pid
 failed=0
