@@ -10,7 +10,7 @@
 #   scripts/train_embedded_gpu_step.sh RESULTS_DIR
 #   env: PYTHON (python3), RUNS (runs/gpu12), MINUTES (6), SHARDS (16) x PER_SHARD (350) episodes of
 #        seeds DATA_SEED (2040) + k, EMBEDDINGS (gpu_inputs/empty_prompt.safetensors), BATCH (32),
-#        PROBE (200)
+#        PROBE (200), TRAIN (the runs, below)
 #
 # Each run is exported when its budget ends (export_at_end, the EMA weights); a run still going a
 # minute and a half past the budget is stopped and exported from its newest checkpoint. RESULTS_DIR
@@ -56,11 +56,19 @@ common=(--no-progress --override "data.root=$RUNS/train" --override "model.vae.p
         --override optim.warmup_steps=100 --override ema.decay=0.999 --override data.num_workers=4
         --override diffusion.train_timestep_jitter=25 --override log_every=25
         --override checkpoint_every=500 --override plot_every=500 --override export_at_end=true)
-declare -A part=([pt_lr1e-4]=stage1_position [pt_lr3e-4]=stage1_position [s2_lr1e-4]=stage2)
+# TRAIN names the runs: pt_lr<LR> continues the shipped PT-Gen UNet, s2_lr<LR> the stage-2 UNet, at
+# learning rate LR (step 12 trained all three defaults; later steps give the GPU to PT-Gen alone).
+TRAIN=${TRAIN:-pt_lr1e-4 pt_lr3e-4 s2_lr1e-4}
 declare -A component=([stage1_position]=trajectory_unet_position [stage2]=video_unet)
 pt="diffusion.train_timesteps=[999,666,332] stage1.actor_condition_drop_prob=0.2"  # step 11's recipe
-declare -A extra=([pt_lr1e-4]="optim.lr=1e-4 $pt" [pt_lr3e-4]="optim.lr=3e-4 $pt"
-                  [s2_lr1e-4]="optim.lr=1e-4 diffusion.train_timesteps=[999,499]")
+declare -A part extra
+for name in $TRAIN; do
+  case $name in
+    pt_lr*) part[$name]=stage1_position; extra[$name]="optim.lr=${name#pt_lr} $pt" ;;
+    s2_lr*) part[$name]=stage2; extra[$name]="optim.lr=${name#s2_lr} diffusion.train_timesteps=[999,499]" ;;
+    *) echo "TRAIN: '$name' is neither pt_lr<LR> nor s2_lr<LR>"; exit 2 ;;
+  esac
+done
 echo "== $(date +%T) training ${!part[*]} for $MINUTES minutes"
 declare -A pid
 failed=0
