@@ -104,12 +104,14 @@ def vae_scores(folder: str, clips, palette: MaskPalette = DEFAULT_PALETTE) -> di
 
 def pipeline_scores(folder: str, count: int, steps: int | None = None,
                     guidance_scale: float | None = None, seed: int = DEMO_SEED,
-                    prompt_variety: bool = False) -> dict[str, float]:
-    """Mean scores of one pipeline; ``steps`` / ``guidance_scale`` None: the checkpoint's
-    recorded default. Today's columns first, then those this script added later."""
+                    prompt_variety: bool = False,
+                    trajectory_votes: int | None = None) -> dict[str, float]:
+    """Mean scores of one pipeline; ``steps`` / ``guidance_scale`` / ``trajectory_votes`` None:
+    the checkpoint's recorded default. Today's columns first, then those this script added later."""
     pipe = Mask2IVPipeline.from_pretrained(folder)
     settings = {key: value for key, value in (("num_inference_steps", steps),
-                                              ("guidance_scale", guidance_scale))
+                                              ("guidance_scale", guidance_scale),
+                                              ("trajectory_votes", trajectory_votes))
                 if value is not None}
     background = pipe.config.sampling.video_background
     cases = synthetic_cases(count, seed, (64, 64), num_frames=8, fps=2.0, stride=STRIDE,
@@ -148,10 +150,13 @@ def pipeline_scores(folder: str, count: int, steps: int | None = None,
 
 
 def recorded_steps(folder: str) -> str:
-    """The folder's recorded DDIM steps: "2", or "3 / video 2" when the video stage has its own."""
+    """The folder's recorded DDIM steps: "2", or "3 / video 2" when the video stage has its own,
+    and its recorded trajectory votes when more than one ("2, 4 votes")."""
     sampling = json.loads((Path(folder) / "model_index.json").read_text())["config"]["sampling"]
     video = sampling.get("video_num_inference_steps")
-    return str(sampling["num_inference_steps"]) + ("" if video is None else f" / video {video}")
+    votes = sampling.get("trajectory_votes", 1)
+    return (str(sampling["num_inference_steps"]) + ("" if video is None else f" / video {video}")
+            + ("" if votes == 1 else f", {votes} votes"))
 
 
 @torch.no_grad()  # not torch.set_grad_enabled(False): callers (tests) keep their grad mode
@@ -162,6 +167,9 @@ def main(argv=None) -> int:
                         help="generator seed of the unseen episodes (default: the demo seed)")
     parser.add_argument("--steps", type=int, default=None,
                         help="DDIM steps per stage (default: each pipeline's recorded default)")
+    parser.add_argument("--trajectory-votes", type=int, default=None, metavar="K",
+                        help="stage-1 samples voted into each trajectory (default: each "
+                             "pipeline's recorded config.sampling.trajectory_votes)")
     parser.add_argument("--prompt-variety", action="store_true",
                         help="TT-Gen with paraphrased prompts (same scenes)")
     parser.add_argument("--vae", nargs="*", default=[], help="VAE folders")
@@ -178,6 +186,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes: expected a positive integer, got {args.episodes}")
+    if args.trajectory_votes is not None and args.trajectory_votes < 1:
+        parser.error(f"--trajectory-votes: expected a positive integer, got {args.trajectory_votes}")
     try:
         palette = dataclasses.replace(DEFAULT_PALETTE, snap_weights=(1.0, *args.vae_snap_weights))
     except ValueError:
@@ -208,13 +218,15 @@ def main(argv=None) -> int:
         steps = (f"{args.steps} steps" if args.steps else "recorded default steps ("
                  + ", ".join(f"{Path(f).name}: {recorded_steps(f)}" for f in args.pipeline) + ")")
         prompts = ", paraphrased prompts" if args.prompt_variety else ""
-        print(f"\nImagination quality, {where}, {steps}{prompts}\n")
+        votes = "" if args.trajectory_votes is None else f", {args.trajectory_votes} trajectory votes"
+        print(f"\nImagination quality, {where}, {steps}{votes}{prompts}\n")
         rows = []
         for folder in args.pipeline:
             start = time.perf_counter()
             rows.append((folder, pipeline_scores(folder, args.episodes, args.steps,
                                                  seed=args.seed,
-                                                 prompt_variety=args.prompt_variety),
+                                                 prompt_variety=args.prompt_variety,
+                                                 trajectory_votes=args.trajectory_votes),
                          time.perf_counter() - start))
         names = list(rows[0][1])
         print("| pipeline | " + " | ".join(names) + " | seconds |")
@@ -227,6 +239,7 @@ def main(argv=None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(report, episodes=args.episodes, seed=args.seed,
                                              steps=args.steps,
+                                             trajectory_votes=args.trajectory_votes,
                                              prompt_variety=args.prompt_variety,
                                              vae_snap_weights=list(palette.snap_weights),
                                              vae_vote_kernel=palette.vote_kernel), indent=2))

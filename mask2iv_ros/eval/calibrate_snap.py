@@ -56,8 +56,10 @@ def sample_cases(pipe: Any, cases: Sequence[HeldOutCase], steps: int | None = No
                  progress: bool = False) -> dict[str, list[tuple[HeldOutCase, np.ndarray]]]:
     """Each case's stage-1 decoding before the snap (``Mask2IVOutput.decoded_trajectory``), per
     mode of the folder: the samples do not depend on the snap weights (fixed seeds), so one
-    sampling pass serves every weight pair."""
-    settings = {} if steps is None else {"num_inference_steps": steps}
+    sampling pass serves every weight pair. One stage-1 sample per case (trajectory_votes 1):
+    the weights are calibrated on single decodings, which a recorded vote then combines."""
+    settings = {"trajectory_votes": 1} if steps is None else \
+        {"num_inference_steps": steps, "trajectory_votes": 1}
     modes = [mode for mode in ("position", "text") if mode in pipe.modes]
     samples: dict[str, list[tuple[HeldOutCase, np.ndarray]]] = {mode: [] for mode in modes}
     with tqdm(total=len(modes) * len(cases), desc="stage-1 samples", disable=not progress) as bar:

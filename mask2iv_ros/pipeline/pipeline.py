@@ -71,6 +71,9 @@ class Mask2IVOutput:
     # the VAE's decoding of the trajectory before the snap (uint8 [T, h, w, 3]): snapping it with
     # other palette weights gives what those weights would have given (eval/calibrate_snap.py)
     decoded_trajectory: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # stage-1 samples voted into this trajectory (hypotheses.vote_labels); with more than one,
+    # decoded_trajectory is the decoding of the vote that ties went to
+    trajectory_votes: int = 1
 
     def __post_init__(self) -> None:
         if not self.hypotheses:
@@ -439,14 +442,21 @@ class Mask2IVPipeline:
                        uncond_condition=uncond_condition, uncond_context=uncond_context,
                        fs=self.config.fs, stage=stage, interrupt_event=self._interrupt, **kwargs)
 
-    def _stage2_masks(self, decoded: torch.Tensor, labels: np.ndarray,
-                      chosen: list[int]) -> torch.Tensor:
+    def _stage2_masks(self, decoded: torch.Tensor, labels: np.ndarray, chosen: list[int],
+                      votes: int = 1, medoid_votes: Sequence[int] = ()) -> torch.Tensor:
         """The mask videos ``[len(chosen), 3, T, h, w]`` in [-1, 1] stage 2 is conditioned on
         (``config.sampling.stage2_masks``): the decoded stage-1 videos binarised per channel by
-        sign, as the released two-stage inference does, or snapped to the palette."""
+        sign, as the released two-stage inference does, or snapped to the palette. ``decoded``
+        holds ``votes`` samples per hypothesis (``labels`` the voted ones); with several, each
+        channel's sign is their majority (ties to the medoid vote, as the labels')."""
         if self.config.sampling.stage2_masks == "channel_sign":
-            picked = decoded[chosen]
-            return torch.where(picked >= 0, 1.0, -1.0).to(picked.dtype)
+            if votes == 1:
+                picked = decoded[chosen]
+                return torch.where(picked >= 0, 1.0, -1.0).to(picked.dtype)
+            signs = (decoded >= 0).cpu().numpy()
+            voted = np.stack([hypotheses_module.majority_vote(
+                signs[i * votes:(i + 1) * votes], medoid_votes[i] - i * votes) for i in chosen])
+            return torch.from_numpy(np.where(voted, 1.0, -1.0)).to(decoded.device, decoded.dtype)
         return _to_tensor(labels_to_rgb(labels[chosen], self.palette), decoded.device)
 
     def sampling_settings(self, num_inference_steps: int | None = None,
@@ -496,7 +506,8 @@ class Mask2IVPipeline:
                  num_samples: int = 1, videos_for_all_samples: bool = False,
                  progress: bool = False,
                  callback_on_trajectory: TrajectoryCallbackFn | None = None,
-                 video_background: str | None = None) -> Mask2IVOutput:
+                 video_background: str | None = None,
+                 trajectory_votes: int | None = None) -> Mask2IVOutput:
         """Generate the mask trajectory and (unless ``trajectory_only``) the video.
 
         Exactly one of ``prompt`` (TT-Gen) and ``placement_mask`` (PT-Gen) must be given; the
@@ -524,6 +535,11 @@ class Mask2IVPipeline:
         pixels outside the input's and the imagined frame's actor/object regions (dilated,
         feathered) keep the input image (:mod:`.background`); None = the checkpoint's recorded
         default (``config.sampling.video_background``).
+
+        ``trajectory_votes`` K > 1: each hypothesis' trajectory is the pixelwise majority of K
+        stage-1 samples drawn from its seed's stream (one batch of ``num_samples * K``; ties go to
+        the samples' medoid, :func:`.hypotheses.vote_labels`), and stage 2 is conditioned on it.
+        None = the checkpoint's recorded default (``config.sampling.trajectory_votes``).
         """
         self._interrupt.clear()
         inputs = validation.check_inputs(image, object_mask, prompt, placement_mask, actor_mask,
@@ -534,6 +550,9 @@ class Mask2IVPipeline:
         num_samples = validation.check_int("num_samples", num_samples, 1, validation.MAX_SAMPLES)
         settings = self.sampling_settings(num_inference_steps, guidance_scale, eta,
                                           guidance_rescale)
+        votes = validation.check_int("trajectory_votes", self.config.sampling.trajectory_votes
+                                     if trajectory_votes is None else trajectory_votes,
+                                     1, validation.MAX_TRAJECTORY_VOTES)
         seed = validation.check_seed(seed, num_samples)
         video_background = background.check_video_background(
             self.config.sampling.video_background if video_background is None else video_background)
@@ -585,12 +604,20 @@ class Mask2IVPipeline:
                                                   num_frames)
             uncond_condition = conditioning.pt_condition(image_latent, mask_latent, None, num_frames)
         unet = getattr(self, UNET_COMPONENTS[inputs.mode])
+        # hypothesis i's votes are consecutive draws from its own generator, so its trajectory is
+        # what a one-sample call with seed + i and the same votes gives
         trajectory_latents = self._sample(unet, "trajectory", condition, uncond_condition,
-                                          contexts, batch=num_samples,
-                                          generator=_generators(generators), **sample_kwargs)
-        decoded_trajectories = self.vae.decode(trajectory_latents)   # [N, 3, T, h, w], about [-1, 1]
+                                          contexts, batch=num_samples * votes,
+                                          generator=_generators([g for g in generators
+                                                                 for _ in range(votes)]),
+                                          **sample_kwargs)
+        # [N * votes, 3, T, h, w], about [-1, 1]
+        decoded_trajectories = self.vae.decode(trajectory_latents)
         decoded_uint8 = _to_uint8(decoded_trajectories)
-        labels = palette_labels(decoded_uint8, palette)  # snapped: [N, T, h, w]
+        labels = palette_labels(decoded_uint8, palette)  # snapped: [N * votes, T, h, w]
+        medoid_votes = list(range(num_samples))  # per hypothesis, the vote its ties went to
+        if votes > 1:
+            labels, medoid_votes = hypotheses_module.vote_labels(labels, votes, OBJECT)
         timings["trajectory"] = time.perf_counter() - start
         visible_labels = [grid.visible(sample_labels) for sample_labels in labels]
         ranking = hypotheses_module.rank_hypotheses(
@@ -611,7 +638,8 @@ class Mask2IVPipeline:
                     input_size=input_size, score=ranking.scores[index],
                     agreement=ranking.agreement, ranking=ranking.method,
                     video_background=video_background if index in videos else None,
-                    decoded_trajectory=grid.visible(decoded_uint8[index])))
+                    decoded_trajectory=grid.visible(decoded_uint8[medoid_votes[index]]),
+                    trajectory_votes=votes))
             for output in outputs:
                 output.hypotheses = outputs
             return outputs[0]
@@ -625,7 +653,7 @@ class Mask2IVPipeline:
             start = time.perf_counter()
             chosen = list(ranking.order if videos_for_all_samples else ranking.order[:1])
             trajectory_latents = self.vae.encode(self._stage2_masks(decoded_trajectories, labels,
-                                                                    chosen))
+                                                                    chosen, votes, medoid_votes))
             condition = conditioning.video_condition(
                 trajectory_latents, image_latent.expand(len(chosen), -1, -1, -1, -1))
             # the released pipeline's stage 2 sees the empty prompt: the trajectory carries the

@@ -26,7 +26,7 @@ from numbers import Integral, Real
 from typing import Any
 
 from ..masks import DEFAULT_PALETTE, MaskPalette
-from .validation import MAX_GUIDANCE_SCALE, MAX_INFERENCE_STEPS
+from .validation import MAX_GUIDANCE_SCALE, MAX_INFERENCE_STEPS, MAX_TRAJECTORY_VOTES
 
 MODEL_INDEX = "model_index.json"
 # Top-level keys of folders written before "sampling" existed, and what those folders were
@@ -78,6 +78,9 @@ class SamplingDefaults:
     # the video stage's own step count when its UNet was fine-tuned for another sampler than the
     # trajectory UNets (None = num_inference_steps); a call's num_inference_steps sets both stages
     video_num_inference_steps: int | None = None
+    # stage-1 samples per hypothesis whose pixelwise majority is the trajectory (hypotheses.py);
+    # 1 = the sample itself, as the release does
+    trajectory_votes: int = 1
 
     def __post_init__(self) -> None:
         self.num_inference_steps = _steps("sampling.num_inference_steps", self.num_inference_steps)
@@ -97,6 +100,11 @@ class SamplingDefaults:
         if self.stage2_masks not in STAGE2_MASKS:
             raise ValueError(f"sampling.stage2_masks: expected "
                              f"{' or '.join(map(repr, STAGE2_MASKS))}, got {self.stage2_masks!r}")
+        if isinstance(self.trajectory_votes, bool) or not isinstance(self.trajectory_votes, Integral) \
+                or not 1 <= self.trajectory_votes <= MAX_TRAJECTORY_VOTES:
+            raise ValueError(f"sampling.trajectory_votes: expected an int in [1, "
+                             f"{MAX_TRAJECTORY_VOTES}], got {self.trajectory_votes!r}")
+        self.trajectory_votes = int(self.trajectory_votes)
         if not isinstance(self.scheduler, str) or not self.scheduler:
             raise ValueError(f"sampling.scheduler: expected a scheduler class name, got "
                              f"{self.scheduler!r}")
@@ -174,6 +182,8 @@ class PipelineConfig:
         data["training"] = {"condition_dropout": data.pop("condition_dropout")}
         if data["sampling"]["video_num_inference_steps"] is None:  # folders stay as they were
             del data["sampling"]["video_num_inference_steps"]
+        if data["sampling"]["trajectory_votes"] == 1:  # likewise
+            del data["sampling"]["trajectory_votes"]
         return data
 
     @classmethod

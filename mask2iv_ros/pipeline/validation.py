@@ -17,6 +17,7 @@ MAX_FRAMES = 128
 MAX_INFERENCE_STEPS = 1000
 MAX_GUIDANCE_SCALE = 100.0
 MAX_SAMPLES = 64          # hypotheses per call (one batch through the UNet)
+MAX_TRAJECTORY_VOTES = 16  # stage-1 samples voted into one hypothesis (hypotheses.py)
 MAX_SEED = 2**63 - 1
 
 

@@ -34,6 +34,7 @@ MAX_DEFAULT_TORCH_THREADS = 8
 # The pipeline's own limit of hypotheses per call (mask2iv_ros.pipeline.validation.MAX_SAMPLES;
 # not imported: this module stays free of torch).
 MAX_SAMPLES_LIMIT = 64
+MAX_TRAJECTORY_VOTES = 16  # likewise validation.MAX_TRAJECTORY_VOTES
 TINY_RANDOM_MODEL = "tiny-random"
 # The embedded default model (mask2iv_ros/assets/default_model), so that a bare start serves it.
 EMBEDDED_MODEL = "embedded"
@@ -111,6 +112,11 @@ class ImagineParameters:
     )
     guidance_scale: float = _param(
         -1.0, "Classifier-free guidance scale; negative = the checkpoint's recorded default.", read_only=False
+    )
+    trajectory_votes: int = _param(
+        0, "Stage-1 samples whose pixelwise majority is each mask trajectory (one batch; about that many "
+        "times the stage-1 work); 0 = the checkpoint's recorded default "
+        "(model_index.json config.sampling.trajectory_votes).", read_only=False
     )
     seed: int = _param(0, "Seed of the initial noise; negative = a random seed per run.", read_only=False)
     publish_video: bool = _param(
@@ -210,6 +216,9 @@ class ImagineParameters:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        if not 0 <= self.trajectory_votes <= MAX_TRAJECTORY_VOTES:
+            raise ValueError(f"trajectory_votes: expected an integer in [0, {MAX_TRAJECTORY_VOTES}] (0 = the "
+                             f"checkpoint's default), got {self.trajectory_votes}")
         for name in ("max_queue", "num_frames", "num_inference_steps", "torch_threads", "max_input_pixels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)}")

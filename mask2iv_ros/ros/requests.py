@@ -183,6 +183,8 @@ def _sampling(num_frames: int, num_inference_steps: int, guidance_scale: float, 
         overrides["guidance_scale"] = float(guidance)
     if params.video_background != "checkpoint":  # only when set: test stand-ins need not know it
         overrides["video_background"] = params.video_background
+    if params.trajectory_votes > 0:  # likewise
+        overrides["trajectory_votes"] = params.trajectory_votes
     return (frames, int(overrides.get("num_inference_steps", caps.default_num_inference_steps)),
             float(overrides.get("guidance_scale", caps.default_guidance_scale)), overrides)
 

@@ -152,3 +152,29 @@ def test_vae_rows_can_vote_as_a_pipeline_palette_does(tmp_path, capsys, monkeypa
     else:
         raise AssertionError("expected a usage error")
     assert "--vae-vote-kernel: expected an odd int >= 1, got 4" in capsys.readouterr().err
+
+
+def test_trajectory_votes_override_the_recorded_default_and_are_reported(tmp_path, capsys):
+    quality = _script()
+    folder = tmp_path / "tiny"
+    build_tiny_pipeline(resolution=(64, 64), num_frames=8).save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["config"]["sampling"].update(num_inference_steps=1, trajectory_votes=3)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert quality.recorded_steps(str(folder)) == "1, 3 votes"
+    report = tmp_path / "report.json"
+    assert quality.main(["--episodes", "1", "--seed", "11", "--pipeline", str(folder),
+                         "--trajectory-votes", "1", "--json", str(report)]) == 0
+    assert "recorded default steps (tiny: 1, 3 votes), 1 trajectory votes" in capsys.readouterr().out
+    assert json.loads(report.read_text())["trajectory_votes"] == 1
+    one = quality.pipeline_scores(str(folder), 1, seed=11, trajectory_votes=1)
+    voted = quality.pipeline_scores(str(folder), 1, seed=11)   # the recorded 3
+    assert one["PT object IoU"] == json.loads(report.read_text())["pipeline"][str(folder)]["PT object IoU"]
+    assert voted["PT object IoU"] != one["PT object IoU"]      # the votes change the trajectory
+    try:
+        quality.main(["--pipeline", str(folder), "--trajectory-votes", "0"])
+    except SystemExit as exit_info:
+        assert exit_info.code == 2
+    else:
+        raise AssertionError("expected a usage error")
+    assert "--trajectory-votes: expected a positive integer, got 0" in capsys.readouterr().err

@@ -81,6 +81,13 @@ def test_sampling_defaults_are_the_checkpoints_and_overrides_are_passed(start_no
     assert gated.calls[3]["video_background"] == "input"
     refused = h.node.set_parameters([Parameter("video_background", value="camera")])[0]
     assert not refused.successful and refused.reason.startswith("video_background: expected one of")
+    # trajectory_votes: likewise (0 = the checkpoint's recorded default)
+    assert all("trajectory_votes" not in call for call in gated.calls)
+    assert h.node.set_parameters([Parameter("trajectory_votes", value=4)])[0].successful
+    h.result(h.send(goal))
+    assert gated.calls[4]["trajectory_votes"] == 4
+    refused = h.node.set_parameters([Parameter("trajectory_votes", value=17)])[0]
+    assert not refused.successful and refused.reason.startswith("trajectory_votes: expected an integer in [0, 16]")
 
 
 def test_model_is_loaded_and_run_on_the_same_thread_with_torch_threads(start_node, tiny_pipeline, monkeypatch, tmp_path):

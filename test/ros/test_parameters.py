@@ -51,6 +51,8 @@ def test_defaults_are_valid_and_every_field_is_described():
         ("trajectory_encoding", "color"),
         ("result_payload", "metadata"),
         ("video_background", "camera"),
+        ("trajectory_votes", -1),
+        ("trajectory_votes", 17),
     ],
 )
 def test_bad_value_names_the_parameter(name, value):
@@ -70,6 +72,14 @@ def test_max_samples_limit_is_the_pipelines():
 
     assert MAX_SAMPLES_LIMIT == MAX_SAMPLES
     ImagineParameters(max_samples=MAX_SAMPLES, num_samples=MAX_SAMPLES).validate()
+
+
+def test_trajectory_votes_limit_is_the_pipelines():
+    from mask2iv_ros.pipeline.validation import MAX_TRAJECTORY_VOTES as PIPELINE_LIMIT
+    from mask2iv_ros.ros.parameters import MAX_TRAJECTORY_VOTES
+
+    assert MAX_TRAJECTORY_VOTES == PIPELINE_LIMIT
+    ImagineParameters(trajectory_votes=MAX_TRAJECTORY_VOTES).validate()
 
 
 def test_choice_errors_list_the_allowed_values():
