@@ -76,6 +76,12 @@ def _recorded_guidance(out: Path, names) -> str:
     return "guidance " + ("1.0" if text == "1" else text)
 
 
+def _recorded_votes(out: Path, names) -> str:
+    """", 4 trajectory votes" (or per folder where they differ); "" when every folder has one."""
+    text = _recorded(out, names, "trajectory_votes", 1, "")
+    return "" if text == "1" else f", trajectory votes {text}"
+
+
 _LABEL_NAMES = {"base": "the previous default", "previous": "its recalibrated copy",
                 "pipeline": "the fine-tune"}
 
@@ -182,6 +188,13 @@ def main() -> None:
     guided = ("" if guidance == base_guidance else
               f"; classifier-free guidance {guidance:g} recorded (`config.sampling.guidance_scale`, "
               f"{base_guidance:g} before; the previous UNets' copy is measured with it too)")
+    # likewise trajectory votes (the script's VOTES)
+    votes, base_votes = (_sampling(out, name).get("trajectory_votes", 1) for name in ("pipeline", "base"))
+    if votes != base_votes:
+        guided += (f"; {votes} trajectory votes recorded (`config.sampling.trajectory_votes`: each mask "
+                   f"trajectory is the pixelwise majority of {votes} stage-1 samples from its seed, ties "
+                   f"to their medoid, about {votes}x the stage-1 work; {base_votes} before; the previous "
+                   "UNets' copy is measured with them too)")
     if args.ship == "stage1":
         description = (f"{args.step} (issue 14, `{args.script}`): {finetune}; then "
                        f"{snap}, {weight_text('pipeline')} for these UNets{guided}. On the 24 unseen episodes of seed {evaluation['seed']}: "
@@ -245,7 +258,7 @@ def main() -> None:
     quality = {
         "episodes": evaluation["episodes"], "seed": evaluation["seed"],
         "steps": ("each model's recorded sampling: " + _recorded_steps(out, names) + ", "
-                  + _recorded_guidance(out, names)),
+                  + _recorded_guidance(out, names) + _recorded_votes(out, names)),
         "machine": "2 CPU cores, two evaluations side by side, so the seconds are rough",
         "note": ("The video PSNR and first-frame PSNR columns are what the pipeline returns by "
                  "default (composited onto the input image); the two columns after them are the "
@@ -262,7 +275,7 @@ def main() -> None:
         "the actor mask when the robot knows it.")
     card = {"continuations": continuations, "grid": grid, "quality": quality, "actor_mask": actor,
             "output_limit": base_card["output_limit"]}
-    if guided:  # the build's line on `make demo`'s sampling says where the scale came from
+    if guidance != base_guidance:  # the build's line on `make demo`'s sampling says where the scale came from
         card["guidance_note"] = (f"{args.step} records guidance {guidance:g} (its entry under "
                                  "\"How it was trained\" gives the measurements)")
     if "concat_order_note" in base_card:

@@ -127,6 +127,7 @@ def build_default_model(pipeline: Path, destination: Path = ASSETS / "default_mo
     card = {"demo_num_inference_steps": demo_steps,
             "demo_video_num_inference_steps": config.sampling.video_num_inference_steps or demo_steps,
             "demo_guidance_scale": config.sampling.guidance_scale,
+            "demo_trajectory_votes": config.sampling.trajectory_votes,
             "data_seed": 2026, "demo_seed": DEMO_SEED,
             "data": DATA_DESCRIPTION, "runs": dict(base_card.get("runs", {}))}
     for key in ("sampling_sweep", "guidance_note"):
@@ -319,8 +320,13 @@ of the method and the software path, not a model for real robots.
 - The text-conditioned model (TT-Gen) follows prompts less reliably than the
   placement-conditioned one (PT-Gen).
 - {actor}
-- `make demo` runs {_demo_steps(card)} at guidance {card.get('demo_guidance_scale', 1.0):.1f} (`model_index.json` `config.sampling`){_sweep(card)}.
+- `make demo` runs {_demo_steps(card)} at guidance {card.get('demo_guidance_scale', 1.0):.1f}{_votes(card)} (`model_index.json` `config.sampling`){_sweep(card)}.
 """
+
+
+def _votes(card: dict) -> str:
+    votes = card.get("demo_trajectory_votes", 1)
+    return "" if votes == 1 else f", each mask trajectory the majority of {votes} stage-1 samples"
 
 
 def _sweep(card: dict) -> str:

@@ -34,11 +34,13 @@ def _run_folder(folder: Path, steps: int, minutes: float, timesteps=(999, 499), 
         "stage1": {"actor_condition_drop_prob": 0.2}}))
 
 
-def _write_steps(folder: Path, steps: int, guidance: float | None = None) -> None:
+def _write_steps(folder: Path, steps: int, guidance: float | None = None, votes: int | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     sampling = {"num_inference_steps": steps}
     if guidance is not None:
         sampling["guidance_scale"] = guidance
+    if votes is not None:
+        sampling["trajectory_votes"] = votes
     (folder / "model_index.json").write_text(json.dumps({"config": {"sampling": sampling}}))
 
 
@@ -196,3 +198,17 @@ def test_card_of_a_gpu_step_names_the_machine_batch_and_the_stage2_run(out: Path
     assert ("beside it the stage-2 UNet (431 steps, batch 32, lr 0.0001, at t = 999 and 499, +-25"
             in description) and "`gpu_stage2` run below), whose `video_unet` this step ships too" in description
 
+
+
+def test_card_names_recorded_trajectory_votes(out: Path) -> None:
+    # the fine-tune and the previous UNets' copy record 4 votes, the previous default none
+    for name in ("previous", "pipeline"):
+        _write_steps(out / name, 2, votes=4)
+    card = _card(out, "stage1")
+    description = card["continuations"][-1]["description"]
+    assert ("; 4 trajectory votes recorded (`config.sampling.trajectory_votes`: each mask trajectory is "
+            "the pixelwise majority of 4 stage-1 samples from its seed, ties to their medoid, about 4x "
+            "the stage-1 work; 1 before; the previous UNets' copy is measured with them too)") in description
+    assert "guidance_note" not in card
+    assert card["quality"]["steps"] == ("each model's recorded sampling: DDIM 2 steps, guidance 1.0, "
+                                        "trajectory votes 1 (the previous default) / 4 (the fine-tune)")

@@ -239,7 +239,8 @@ def test_embedded_default_records_how_it_was_trained():
         guidance_scale=card.get("demo_guidance_scale", 1.0), eta=0.0,
         guidance_rescale=0.7, dynamic_rescale=None, scheduler="SafeDDIMScheduler",
         video_background="input",   # the card's v2 second step: the camera's pixels are kept
-        stage2_masks="palette")     # stage 2 sees the snapped masks the snap weights were tuned on
+        stage2_masks="palette",     # stage 2 sees the snapped masks the snap weights were tuned on
+        trajectory_votes=card.get("demo_trajectory_votes", 1))
     assert config.sampling.num_inference_steps == 2
     # snap weights calibrated on the training seed (eval.calibrate_snap, the card's step 6): the
     # decoder spreads objects over their blurred edges, so the object's colour distance counts more
@@ -299,6 +300,8 @@ def test_embedded_model_build_records_the_demo_sampling(tmp_path):
         (tmp_path / "default" / "MODEL_CARD.md").read_text()
     card = json.loads((tmp_path / "default" / "model_card.json").read_text())
     assert card["demo_guidance_scale"] == 7.5
+    assert card["demo_trajectory_votes"] == 1 and "stage-1 samples" not in \
+        (tmp_path / "default" / "MODEL_CARD.md").read_text()
     # a continued card keeps the base's sampling sweep and a later step's note on its guidance
     card.update(sampling_sweep="the sweep chose guidance 1.0", guidance_note="step 12 records 1.5")
     (tmp_path / "default" / "model_card.json").write_text(json.dumps(card))
@@ -319,6 +322,15 @@ def test_embedded_model_build_records_the_demo_sampling(tmp_path):
     with pytest.raises(ValueError, match="sampling.video_num_inference_steps: expected an int"):
         build_default_model(tmp_path / "exported", destination=tmp_path / "bad", demo_steps=3,
                             demo_video_steps=0)
+    # an exported folder that records trajectory votes keeps them, and the card says so
+    index_path = tmp_path / "exported" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["config"]["sampling"]["trajectory_votes"] = 4
+    index_path.write_text(json.dumps(index))
+    build_default_model(tmp_path / "exported", destination=tmp_path / "voted", demo_steps=2)
+    assert Mask2IVPipeline.from_pretrained(tmp_path / "voted").config.sampling.trajectory_votes == 4
+    assert ("`make demo` runs 2 DDIM steps per stage at guidance 7.5, each mask trajectory the "
+            "majority of 4 stage-1 samples (`model_index.json`") in (tmp_path / "voted" / "MODEL_CARD.md").read_text()
 
 
 def test_embedded_model_build_continues_a_base_model_card(tmp_path):
