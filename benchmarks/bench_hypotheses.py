@@ -4,10 +4,13 @@ The N samples run as one batch through the trajectory UNet (N x 2 with classifie
 guidance); stage 2 runs for the first-ranked sample only, or for all of them with
 ``videos_for_all_samples``. Prints, per N, the median seconds of a call and its ratio to
 N = 1: a ratio well under N means batching pays (a GPU has idle width at batch 2; a CPU that is
-already busy with one sample gains little).
+already busy with one sample gains little). ``--votes K ...`` repeats the table with K trajectory
+votes per hypothesis (N x K stage-1 samples in the batch, ``pipe(..., trajectory_votes=K)``); the
+ratio stays against the first N at the first K.
 
     python benchmarks/bench_hypotheses.py                    # embedded default, CPU (+ CUDA)
     python benchmarks/bench_hypotheses.py --samples 1 2 4 --steps 25 --repeats 3
+    python benchmarks/bench_hypotheses.py --samples 1 --votes 1 3 4    # what trajectory votes cost
     python benchmarks/bench_hypotheses.py --tiny --steps 2 --repeats 1   # the tests' pipeline
 """
 from __future__ import annotations
@@ -46,10 +49,12 @@ def _synchronize(device: torch.device) -> None:
 
 
 def seconds_per_call(pipe: Mask2IVPipeline, num_samples: int, steps: int | None, repeats: int,
-                     **variant) -> float:
-    """Median wall seconds of one call with ``num_samples`` hypotheses (after a warm-up call)."""
+                     votes: int = 1, **variant) -> float:
+    """Median wall seconds of one call with ``num_samples`` hypotheses of ``votes`` trajectory
+    votes each (after a warm-up call)."""
     image, mask, placement = scene(pipe.resolution)
-    kwargs = dict(num_inference_steps=steps, seed=0, num_samples=num_samples, **variant)
+    kwargs = dict(num_inference_steps=steps, seed=0, num_samples=num_samples,
+                  trajectory_votes=votes, **variant)
     if "position" in pipe.modes:
         kwargs["placement_mask"] = placement
     else:
@@ -66,7 +71,9 @@ def seconds_per_call(pipe: Mask2IVPipeline, num_samples: int, steps: int | None,
 
 
 def table(build: Callable[[], Mask2IVPipeline], name: str, devices: list[str],
-          samples: list[int], steps: int | None, repeats: int) -> list[str]:
+          samples: list[int], steps: int | None, repeats: int,
+          votes: tuple[int, ...] = (1,)) -> list[str]:
+    """One row per device, variant, trajectory votes and N; speed-up = N x votes / ratio."""
     lines = []
     for device in devices:
         pipe = build().to(device)
@@ -74,13 +81,14 @@ def table(build: Callable[[], Mask2IVPipeline], name: str, devices: list[str],
         h, w = pipe.resolution
         for variant, keywords in VARIANTS:
             base = None
-            for count in samples:
-                seconds = seconds_per_call(pipe, count, steps, repeats, **keywords)
-                base = seconds if base is None else base
-                ratio = seconds / base
-                lines.append(f"| {name} | {device} | {h}x{w} x {pipe.config.num_frames}, "
-                             f"{steps_used} steps | {variant} | {count} | {seconds:.2f} | "
-                             f"{ratio:.2f} | {count / ratio:.2f} |")
+            for vote in votes:
+                for count in samples:
+                    seconds = seconds_per_call(pipe, count, steps, repeats, vote, **keywords)
+                    base = seconds if base is None else base
+                    ratio = seconds / base
+                    lines.append(f"| {name} | {device} | {h}x{w} x {pipe.config.num_frames}, "
+                                 f"{steps_used} steps | {variant} | {vote} | {count} | "
+                                 f"{seconds:.2f} | {ratio:.2f} | {count * vote / ratio:.2f} |")
     return lines
 
 
@@ -91,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="DDIM steps per stage (default: the model's recorded setting)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--votes", type=int, nargs="+", default=[1],
+                        help="trajectory votes per hypothesis (default 1)")
     parser.add_argument("--tiny", action="store_true",
                         help="the tests' tiny random pipeline instead of the embedded default")
     parser.add_argument("--device", nargs="+", default=None,
@@ -105,12 +115,16 @@ def main(argv=None) -> int:
         name, build = "tiny random (tests)", lambda: build_tiny_pipeline()
     else:
         name, build = "embedded default", lambda: Mask2IVPipeline.from_pretrained(EMBEDDED_MODEL)
+    if min(args.votes) < 1:
+        parser.error(f"--votes: expected positive integers, got {args.votes}")
     print(f"torch threads: {torch.get_num_threads()}, median of {args.repeats}; ratio = seconds / "
-          f"seconds at N = {args.samples[0]}; speed-up = N / ratio (N separate calls = N)")
-    print("| model | device | resolution x frames, steps | stages | N | s per call | ratio | "
-          "speed-up vs N calls |")
-    print("|---|---|---|---|---|---|---|---|")
-    for line in table(build, name, devices, args.samples, args.steps, args.repeats):
+          f"seconds at N = {args.samples[0]}, votes = {args.votes[0]}; speed-up = N x votes / ratio "
+          f"(N x votes separate calls = N x votes)")
+    print("| model | device | resolution x frames, steps | stages | votes | N | s per call | ratio | "
+          "speed-up vs separate calls |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for line in table(build, name, devices, args.samples, args.steps, args.repeats,
+                      tuple(args.votes)):
         print(line, flush=True)
     return 0
 
