@@ -61,6 +61,15 @@ VIDEO_STEPS=${VIDEO_STEPS:-2}
 GUIDANCE=${GUIDANCE:-}
 # majority-vote windows the snap calibration tries (empty: each folder's own), e.g. "1 3"
 VOTE_KERNELS=${VOTE_KERNELS:-}
+# the trajectory votes the new folder and the previous model's copy record (empty: BASE's); step 13: 4
+VOTES=${VOTES:-}
+# UNets trained elsewhere (scripts/train_embedded_gpu_step.sh): a folder holding exported UNet
+# folders (e.g. runs/gpu13/export_pt_lr1e-4 with trajectory_unet_position/); then nothing is
+# trained here, the new folder is BASE with those UNets, and $OUT/${RUN}_<part> must hold the
+# run's config.yaml and metrics.csv (the GPU script's tar) for the card and the build.
+EXPORTED=${EXPORTED:-}
+# further arguments of scripts/embedded_card_v4.py, e.g. "--script scripts/train_embedded_gpu_step.sh"
+CARD_ARGS=${CARD_ARGS:-}
 DROP=${DROP:-0.2}
 SHIP=${SHIP:-stage1}
 # run names (the model card keys runs by name: a later continuation needs its own, e.g. RUN=v5)
@@ -85,13 +94,13 @@ DATA=${DATA:-$OUT/train}
 # how the model card says what the runs trained on (and, with INIT, what they started from)
 DATA_TEXT=${DATA_TEXT:-"the $EPISODES synthetic training episodes of seed $DATA_SEED"}
 INIT_RUNS=${INIT_RUNS:-}
-[ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes "$EPISODES" --seed "$DATA_SEED" \
+[ -n "$EXPORTED" ] || [ -d "$DATA" ] || mask2iv-make-synthetic "$DATA" --episodes "$EPISODES" --seed "$DATA_SEED" \
   --height 64 --width 64 --frames 16 --fps 4 --prompt-variety --quiet
 
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text)
 # the stage-1 runs to train (PARTS=stage1_position: PT-Gen only; TT-Gen stays BASE's)
 PARTS=${PARTS:-"stage1_position stage1_text"}
-for part in $PARTS; do
+for part in $([ -n "$EXPORTED" ] || echo "$PARTS"); do
   run="$OUT/${RUN}_$part"
   if compgen -G "$run/checkpoints/*" > /dev/null; then
     args=(--config "$run/config.yaml" --resume)
@@ -115,18 +124,25 @@ if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   rm -rf "$OUT/pipeline.tmp" && cp -r "$BASE" "$OUT/pipeline.tmp"
   rm -rf "$OUT/pipeline.tmp/training" "$OUT/pipeline.tmp/MODEL_CARD.md" "$OUT/pipeline.tmp/model_card.json"
   for part in $PARTS; do
-    mask2iv-train --config "$OUT/${RUN}_$part/config.yaml" --export --override "export_dir=$OUT/pipeline.tmp"
+    if [ -n "$EXPORTED" ]; then
+      rm -rf "$OUT/pipeline.tmp/${component[$part]}"
+      cp -r "$EXPORTED/${component[$part]}" "$OUT/pipeline.tmp/"
+    else
+      mask2iv-train --config "$OUT/${RUN}_$part/config.yaml" --export --override "export_dir=$OUT/pipeline.tmp"
+    fi
   done
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
   # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
   cp "$BASE/scheduler/scheduler_config.json" "$OUT/pipeline.tmp/scheduler/"
-  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS" "$GUIDANCE" <<'PY'
+  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS" "$GUIDANCE" "$VOTES" <<'PY'
 import json, sys
-path, steps, video_steps, guidance = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+path, steps, video_steps, guidance, votes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:]
 index = json.load(open(path))
 index["config"]["sampling"]["num_inference_steps"] = steps
 if guidance:
     index["config"]["sampling"]["guidance_scale"] = float(guidance)
+if votes:
+    index["config"]["sampling"]["trajectory_votes"] = int(votes)
 index["config"]["sampling"].pop("video_num_inference_steps", None)
 if video_steps != steps:
     index["config"]["sampling"]["video_num_inference_steps"] = video_steps
@@ -137,12 +153,16 @@ fi
 if [ ! -f "$OUT/previous/model_index.json" ]; then
   rm -rf "$OUT/previous" && cp -r "$BASE" "$OUT/previous"
   rm -rf "$OUT/previous/training" "$OUT/previous/MODEL_CARD.md" "$OUT/previous/model_card.json"
-  # the previous UNets with the same recorded guidance: previous vs pipeline compares the UNets
-  [ -z "$GUIDANCE" ] || python - "$OUT/previous/model_index.json" "$GUIDANCE" <<'PY'
+  # the previous UNets with the same recorded guidance and votes: previous vs pipeline compares the UNets
+  python - "$OUT/previous/model_index.json" "$GUIDANCE" "$VOTES" <<'PY'
 import json, sys
-index = json.load(open(sys.argv[1]))
-index["config"]["sampling"]["guidance_scale"] = float(sys.argv[2])
-open(sys.argv[1], "w").write(json.dumps(index, indent=2) + "\n")
+path, guidance, votes = sys.argv[1:]
+index = json.load(open(path))
+if guidance:
+    index["config"]["sampling"]["guidance_scale"] = float(guidance)
+if votes:
+    index["config"]["sampling"]["trajectory_votes"] = int(votes)
+open(path, "w").write(json.dumps(index, indent=2) + "\n")
 PY
 fi
 # snap weights on the training seed, both folders side by side
@@ -168,8 +188,9 @@ wait
 [ -f "$OUT/eval_9001.json" ] || OMP_NUM_THREADS=1 python benchmarks/eval_embedded_quality.py \
   --pipeline "$OUT/previous" "$OUT/pipeline" --seed 9001 --json "$OUT/eval_9001.json" > "$OUT/eval_9001.md"
 [ "$SHIP" != none ] || exit 0
+eval "card_args=($CARD_ARGS)"  # shell words: --hardware "one H200 GPU, bf16 autocast"
 python scripts/embedded_card_v4.py "$OUT" --ship "$SHIP" --run "$RUN" --step "$STEP" \
-  --previous "$PREVIOUS" --data "$DATA_TEXT" > "$OUT/card.json"
+  --previous "$PREVIOUS" --data "$DATA_TEXT" "${card_args[@]}" > "$OUT/card.json"
 if [ "$SHIP" = stage1 ]; then
   # INIT_RUNS (e.g. "runs/v9/v9_stage1_position runs/v9/v9_stage1_text"): the runs INIT came from,
   # so the model's training/ folder and card keep every run its UNets went through
