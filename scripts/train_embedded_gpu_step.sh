@@ -8,6 +8,8 @@
 # prompt, whose token states travel precomputed (python -m mask2iv_ros.models.text_embeddings).
 #
 #   scripts/train_embedded_gpu_step.sh RESULTS_DIR
+#   DATA_SEED=2060 RUNS=runs/gpu13 MINUTES=7.2 TRAIN="pt_lr3e-4 pt_lr1e-4 pt_lr2e-4" \
+#     scripts/train_embedded_gpu_step.sh RESULTS_DIR        # step 13: PT-Gen alone, 3 learning rates
 #   env: PYTHON (python3), RUNS (runs/gpu12), MINUTES (6), SHARDS (16) x PER_SHARD (350) episodes of
 #        seeds DATA_SEED (2040) + k, EMBEDDINGS (gpu_inputs/empty_prompt.safetensors), BATCH (32),
 #        PROBE (200), TRAIN (the runs, below)
@@ -15,8 +17,8 @@
 # Each run is exported when its budget ends (export_at_end, the EMA weights); a run still going a
 # minute and a half past the budget is stopped and exported from its newest checkpoint. RESULTS_DIR
 # gets one tar per run (its config, metrics, loss plot and exported UNet folder) and the logs; on
-# this machine they are then evaluated like any step (train_embedded_v4.sh with the pipeline built
-# from them, see the model card).
+# this machine they are then evaluated like any step: train_embedded_v4.sh with EXPORTED= the run's
+# export folder and the run's folder as $OUT/${RUN}_stage1_position (its header has step 13's line).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=$(mkdir -p "${1:?usage: train_embedded_gpu_step.sh RESULTS_DIR}" && cd "$1" && pwd)

@@ -43,6 +43,12 @@
 #   removed, the script run again) were ahead and shipped as step 11, with SHIP=stage1,
 #   INIT_RUNS=runs/v11/v11_lastframe1_stage1_position (runs/v11/pipeline_lastframe1: step 10 with
 #   PT-Gen continued 35 min on 2000 episodes of seed 2032, stage1.last_frame_weight 1) and DATA_TEXT
+#   OUT=runs/v16 RUN=gpu13 STEP="v2, tenth step" PREVIOUS="steps 1-12" PARTS=stage1_position \
+#     EXPORTED=runs/gpu13/export_pt_lr1e-4 VOTES=3 VOTE_KERNELS="1 3" SHIP=stage1 DATA_TEXT=... \
+#     CARD_ARGS='--script scripts/train_embedded_gpu_step.sh --hardware "one H200 GPU ..."' \
+#     scripts/train_embedded_v4.sh   # step 13: the GPU lease's lr-1e-4 PT-Gen run (train_embedded_gpu_step.sh,
+#   RUNS=runs/gpu13; its tar unpacked there and its run folder copied to runs/v16/gpu13_stage1_position),
+#   nothing trained here, 3 trajectory votes recorded in it and in the previous UNets' copy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
