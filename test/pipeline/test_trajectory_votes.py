@@ -32,8 +32,8 @@ def test_majority_vote_takes_the_most_given_category_and_ties_go_to_the_tie_brea
     # columns: 0/0/2/2 tie, 1/1/0/0 tie, 2/1/1/0 majority 1, 1/2/0/0 majority 0
     np.testing.assert_array_equal(majority_vote(values, tie_break=0), [0, 1, 1, 0])
     np.testing.assert_array_equal(majority_vote(values, tie_break=3), [2, 0, 1, 0])
-    # a three-way tie that does not include the tie-breaker's category is not possible with
-    # the half vote; a tie the tie-breaker is not in goes to the smallest category
+    # a tie the tie-breaker's category is not in (2 x 5, 2 x 7, the tie-breaker's 9 once) goes
+    # to the smallest tied category
     np.testing.assert_array_equal(majority_vote(np.array([[5], [7], [7], [5], [9]]), 4), [5])
     np.testing.assert_array_equal(majority_vote(values[:1], 0), values[0])
     with pytest.raises(ValueError, match=r"tie_break: expected a sample index in \[0, 4\)"):
