@@ -70,8 +70,8 @@ def _recorded_steps(out: Path, names) -> str:
 
 
 def _recorded_guidance(out: Path, names) -> str:
-    """e.g. "guidance 1.0" or "guidance 1 (the previous default) / 1.5 (its recalibrated copy, the
-    fine-tune)"."""
+    """e.g. "guidance 1.0" or "guidance 1 (the previous default) / 1.5 (the previous UNets' copy,
+    the fine-tune)"."""
     text = _recorded(out, names, "guidance_scale", 1.0, "")
     return "guidance " + ("1.0" if text == "1" else text)
 
@@ -82,7 +82,7 @@ def _recorded_votes(out: Path, names) -> str:
     return "" if text == "1" else f", trajectory votes {text}"
 
 
-_LABEL_NAMES = {"base": "the previous default", "previous": "its recalibrated copy",
+_LABEL_NAMES = {"base": "the previous default", "previous": "the previous UNets' copy",
                 "pipeline": "the fine-tune"}
 
 
@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument("--hardware", default=None,
                         help="a PT-only fine-tune trained elsewhere than on one CPU thread, e.g. "
                              "'one H200 GPU, bf16' (scripts/train_embedded_gpu_step.sh)")
+    parser.add_argument("--extra", default="",
+                        help="a clause added to the step's entry after the fine-tune, e.g. what the "
+                             "runs trained beside it scored (they were not shipped)")
     parser.add_argument("--video-run", type=Path, default=None,
                         help="a stage-2 run whose video_unet the new folder holds (its steps and "
                              "settings are named in the step's entry)")
@@ -176,6 +179,8 @@ def main() -> None:
                     f"{position['ema']:g}; the `{args.run}_stage1_position` run below) {sampler_text}, "
                     f"stage-1 foreground weight 5, the first-frame actor dropped for "
                     f"{position['drop']:.0%} of the samples, on {args.data}; TT-Gen kept as it was")
+    if args.extra:
+        finetune += f"; {args.extra}"
     if args.video_run is not None:
         video = _run(args.video_run)
         finetune += (f"; beside it the stage-2 UNet ({video['steps']} steps, batch {video['batch']}, "
@@ -234,9 +239,13 @@ def main() -> None:
 
     new = rows[shipped]
     missed = [key for key, target in TARGETS if not new[key] >= target]
+    def voted(name: str) -> str:
+        count = _sampling(out, name).get("trajectory_votes", 1)
+        return "" if count == 1 else f", {count} trajectory votes"
+
     labels = {"base": f"previous default ({args.previous})",
-              "previous": f"{args.previous} with snap weights {weight_text('previous')}",
-              "pipeline": f"stage-1 fine-tune ({args.run}) with snap weights {weight_text('pipeline')}"}
+              "previous": f"{args.previous} with snap weights {weight_text('previous')}{voted('previous')}",
+              "pipeline": f"stage-1 fine-tune ({args.run}) with snap weights {weight_text('pipeline')}{voted('pipeline')}"}
     labels[shipped] = f"**this model** ({labels[shipped]})"
     # the previous model's recalibrated copy is only a row of its own when it scores differently
     untimed = lambda row: {key: value for key, value in row.items() if "s per" not in key and key != "seconds"}

@@ -210,5 +210,14 @@ def test_card_names_recorded_trajectory_votes(out: Path) -> None:
             "the pixelwise majority of 4 stage-1 samples from its seed, ties to their medoid, about 4x "
             "the stage-1 work; 1 before; the previous UNets' copy is measured with them too)") in description
     assert "guidance_note" not in card
+    assert any(label.startswith("**this model** (stage-1 fine-tune (v8) with snap weights (1, 24, 1), "
+                                "4 trajectory votes)") for label in card["quality"]["rows"])
     assert card["quality"]["steps"] == ("each model's recorded sampling: DDIM 2 steps, guidance 1.0, "
                                         "trajectory votes 1 (the previous default) / 4 (the fine-tune)")
+
+
+def test_extra_clause_follows_the_fine_tune(out: Path) -> None:
+    card = _card(out, "stage1", "--extra", "a run at lr 3e-4 beside it scored 0.5 (not shipped)")
+    description = card["continuations"][-1]["description"]
+    assert "the `v8_*` runs below) only at" in description
+    assert "paraphrased prompts, on the 2000 synthetic training episodes of seed 2029; a run at lr 3e-4 beside it scored 0.5 (not shipped); then" in description

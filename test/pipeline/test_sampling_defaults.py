@@ -249,9 +249,12 @@ def test_embedded_default_records_how_it_was_trained():
     vote = config.palette.vote_kernel
     weights = f"({background:g}, {obj:g}, {actor:g})" + (f" and a {vote}x{vote} majority vote" if vote > 1 else "")
     assert weights in card["continuations"][-1]["description"]
+    # a recorded guidance scale or vote count is named by the step that recorded it
+    descriptions = " ".join(step["description"] for step in card["continuations"])
     if config.sampling.guidance_scale != 1.0:
-        assert f"classifier-free guidance {config.sampling.guidance_scale:g} recorded" in \
-            card["continuations"][-1]["description"]
+        assert f"classifier-free guidance {config.sampling.guidance_scale:g} recorded" in descriptions
+    if config.sampling.trajectory_votes != 1:
+        assert f"{config.sampling.trajectory_votes} trajectory votes recorded" in descriptions
     scheduler_config = json.loads((EMBEDDED / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler_config["_class_name"] == index["components"]["scheduler"] == "SafeDDIMScheduler"
 
