@@ -51,6 +51,11 @@ def _sampling(out: Path, name: str) -> dict:
     return json.loads((out / name / "model_index.json").read_text())["config"]["sampling"]
 
 
+def _votes(out: Path, name: str) -> int:
+    """The trajectory votes a table row's pipeline folder records (1 where it records none)."""
+    return _sampling(out, name).get("trajectory_votes", 1)
+
+
 def _recorded(out: Path, names, key: str, default, unit: str) -> str:
     """What each table row's pipeline folder records under ``config.sampling[key]``, e.g.
     "2 steps" or "2 steps (the previous default) / 3 steps (the fine-tune)"."""
@@ -194,7 +199,7 @@ def main() -> None:
               f"; classifier-free guidance {guidance:g} recorded (`config.sampling.guidance_scale`, "
               f"{base_guidance:g} before; the previous UNets' copy is measured with it too)")
     # likewise trajectory votes (the script's VOTES)
-    votes, base_votes = (_sampling(out, name).get("trajectory_votes", 1) for name in ("pipeline", "base"))
+    votes, base_votes = _votes(out, "pipeline"), _votes(out, "base")
     if votes != base_votes:
         guided += (f"; {votes} trajectory votes recorded (`config.sampling.trajectory_votes`: each mask "
                    f"trajectory is the pixelwise majority of {votes} stage-1 samples from its seed, ties "
@@ -240,7 +245,7 @@ def main() -> None:
     new = rows[shipped]
     missed = [key for key, target in TARGETS if not new[key] >= target]
     def voted(name: str) -> str:
-        count = _sampling(out, name).get("trajectory_votes", 1)
+        count = _votes(out, name)
         return "" if count == 1 else f", {count} trajectory votes"
 
     labels = {"base": f"previous default ({args.previous})",

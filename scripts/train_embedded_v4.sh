@@ -67,7 +67,7 @@ VIDEO_STEPS=${VIDEO_STEPS:-2}
 GUIDANCE=${GUIDANCE:-}
 # majority-vote windows the snap calibration tries (empty: each folder's own), e.g. "1 3"
 VOTE_KERNELS=${VOTE_KERNELS:-}
-# the trajectory votes the new folder and the previous model's copy record (empty: BASE's); step 13: 4
+# the trajectory votes the new folder and the previous model's copy record (empty: BASE's); step 13: 3
 VOTES=${VOTES:-}
 # UNets trained elsewhere (scripts/train_embedded_gpu_step.sh): a folder holding exported UNet
 # folders (e.g. runs/gpu13/export_pt_lr1e-4 with trajectory_unet_position/); then nothing is
@@ -106,7 +106,9 @@ INIT_RUNS=${INIT_RUNS:-}
 declare -A component=([stage1_position]=trajectory_unet_position [stage1_text]=trajectory_unet_text)
 # the stage-1 runs to train (PARTS=stage1_position: PT-Gen only; TT-Gen stays BASE's)
 PARTS=${PARTS:-"stage1_position stage1_text"}
-for part in $([ -n "$EXPORTED" ] || echo "$PARTS"); do
+TRAINED_HERE=$PARTS
+[ -z "$EXPORTED" ] || TRAINED_HERE=""  # UNets trained elsewhere: none here
+for part in $TRAINED_HERE; do
   run="$OUT/${RUN}_$part"
   if compgen -G "$run/checkpoints/*" > /dev/null; then
     args=(--config "$run/config.yaml" --resume)
@@ -126,6 +128,26 @@ for part in $([ -n "$EXPORTED" ] || echo "$PARTS"); do
   OMP_NUM_THREADS=1 mask2iv-train "${args[@]}" --no-progress >> "$run.log" 2>&1 &
 done
 wait
+# record_sampling MODEL_INDEX [STEPS VIDEO_STEPS]: GUIDANCE and VOTES (where set) into a folder's
+# config.sampling, and the DDIM steps where given (the video stage's own when they differ)
+record_sampling() {
+  python - "$1" "$GUIDANCE" "$VOTES" "${2:-}" "${3:-}" <<'PY'
+import json, sys
+path, guidance, votes, steps, video_steps = sys.argv[1:]
+index = json.load(open(path))
+sampling = index["config"]["sampling"]
+if guidance:
+    sampling["guidance_scale"] = float(guidance)
+if votes:
+    sampling["trajectory_votes"] = int(votes)
+if steps:
+    sampling["num_inference_steps"] = int(steps)
+    sampling.pop("video_num_inference_steps", None)
+    if int(video_steps) != int(steps):
+        sampling["video_num_inference_steps"] = int(video_steps)
+open(path, "w").write(json.dumps(index, indent=2) + "\n")
+PY
+}
 if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   rm -rf "$OUT/pipeline.tmp" && cp -r "$BASE" "$OUT/pipeline.tmp"
   rm -rf "$OUT/pipeline.tmp/training" "$OUT/pipeline.tmp/MODEL_CARD.md" "$OUT/pipeline.tmp/model_card.json"
@@ -140,36 +162,14 @@ if [ ! -f "$OUT/pipeline/model_index.json" ]; then
   # the export writes the released DDIM's last step (set_alpha_to_one false); keep the previous
   # model's sampler so that the comparison is of the UNets alone (and it scored slightly higher)
   cp "$BASE/scheduler/scheduler_config.json" "$OUT/pipeline.tmp/scheduler/"
-  python - "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS" "$GUIDANCE" "$VOTES" <<'PY'
-import json, sys
-path, steps, video_steps, guidance, votes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:]
-index = json.load(open(path))
-index["config"]["sampling"]["num_inference_steps"] = steps
-if guidance:
-    index["config"]["sampling"]["guidance_scale"] = float(guidance)
-if votes:
-    index["config"]["sampling"]["trajectory_votes"] = int(votes)
-index["config"]["sampling"].pop("video_num_inference_steps", None)
-if video_steps != steps:
-    index["config"]["sampling"]["video_num_inference_steps"] = video_steps
-open(path, "w").write(json.dumps(index, indent=2) + "\n")
-PY
+  record_sampling "$OUT/pipeline.tmp/model_index.json" "$STEPS" "$VIDEO_STEPS"
   mv "$OUT/pipeline.tmp" "$OUT/pipeline"
 fi
 if [ ! -f "$OUT/previous/model_index.json" ]; then
   rm -rf "$OUT/previous" && cp -r "$BASE" "$OUT/previous"
   rm -rf "$OUT/previous/training" "$OUT/previous/MODEL_CARD.md" "$OUT/previous/model_card.json"
   # the previous UNets with the same recorded guidance and votes: previous vs pipeline compares the UNets
-  python - "$OUT/previous/model_index.json" "$GUIDANCE" "$VOTES" <<'PY'
-import json, sys
-path, guidance, votes = sys.argv[1:]
-index = json.load(open(path))
-if guidance:
-    index["config"]["sampling"]["guidance_scale"] = float(guidance)
-if votes:
-    index["config"]["sampling"]["trajectory_votes"] = int(votes)
-open(path, "w").write(json.dumps(index, indent=2) + "\n")
-PY
+  record_sampling "$OUT/previous/model_index.json"
 fi
 # snap weights on the training seed, both folders side by side
 for folder in previous pipeline; do

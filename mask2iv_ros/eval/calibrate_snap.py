@@ -58,8 +58,9 @@ def sample_cases(pipe: Any, cases: Sequence[HeldOutCase], steps: int | None = No
     mode of the folder: the samples do not depend on the snap weights (fixed seeds), so one
     sampling pass serves every weight pair. One stage-1 sample per case (trajectory_votes 1):
     the weights are calibrated on single decodings, which a recorded vote then combines."""
-    settings = {"trajectory_votes": 1} if steps is None else \
-        {"num_inference_steps": steps, "trajectory_votes": 1}
+    settings = {"trajectory_votes": 1}
+    if steps is not None:
+        settings["num_inference_steps"] = steps
     modes = [mode for mode in ("position", "text") if mode in pipe.modes]
     samples: dict[str, list[tuple[HeldOutCase, np.ndarray]]] = {mode: [] for mode in modes}
     with tqdm(total=len(modes) * len(cases), desc="stage-1 samples", disable=not progress) as bar:
